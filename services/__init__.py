@@ -1,0 +1,1 @@
+"""The five pipeline services: ingest, allocation, risk, value and optimizer."""

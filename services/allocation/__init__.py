@@ -1,0 +1,1 @@
+"""Cost allocation: prices usage from the catalogue and attributes the cost to teams and cost centres."""

@@ -1,0 +1,1 @@
+"""Usage capture: provider webhooks and batch imports, normalised into usage-recorded events."""

@@ -1,0 +1,56 @@
+"""Streaming CSV and TSV reading with a row-length limit."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections.abc import Iterator
+from typing import IO
+
+from services.ingest.normalisers.base import FormatError, InvalidSyntax
+
+MAX_FIELD_CHARS = 64 * 1024
+csv.field_size_limit(MAX_FIELD_CHARS)
+
+
+def read_rows(
+    stream: IO[bytes], *, what: str, delimiter: str | None = None
+) -> Iterator[tuple[int, list[str], dict[str, str]]]:
+    """Yield (data row number, header, row) with row numbers starting at 1 after the header.
+
+    Without a delimiter, a tab in the header line means TSV and anything else CSV.
+    The raw text of a row is not kept by the csv module, so evidence stores the
+    parsed cells; the byte stream is decoded as UTF-8 (a BOM is dropped).
+    """
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        first_line = text.readline(MAX_FIELD_CHARS * 4)
+    except UnicodeDecodeError as error:
+        raise InvalidSyntax(f"{what} is not UTF-8 text: {error}") from None
+    if delimiter is None:
+        delimiter = "\t" if "\t" in first_line else ","
+    reader = csv.reader(itertools.chain([first_line], text), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise FormatError(f"{what} is empty") from None
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise FormatError(f"{what} has an unreadable header: {error}") from None
+    header = [name.strip() for name in header]
+    row_number = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise InvalidSyntax(f"{what} row {row_number + 1} is not valid CSV: {error}") from None
+        except UnicodeDecodeError as error:
+            raise InvalidSyntax(f"{what} row {row_number + 1} is not UTF-8: {error}") from None
+        row_number += 1
+        if not cells:
+            continue
+        yield row_number, header, dict(zip(header, cells, strict=False)) | (
+            {"__extra__": "\x1f".join(cells[len(header):])} if len(cells) > len(header) else {}
+        )

@@ -1,0 +1,174 @@
+"""FOCUS (FinOps Open Cost and Usage Specification) 1.0 to 1.2 cost and usage CSV, from any provider.
+
+A FOCUS row is a billed charge, not token usage: its cost is the provider's
+``BilledCost`` in ``BillingCurrency``, kept beside ``ListCost`` and
+``EffectiveCost``. Reading rules:
+
+- Unquoted and quoted ``NULL`` both mean null (the csv module cannot tell them apart).
+- ``ChargePeriodStart``/``End`` without a zone are read as UTC, which FOCUS requires.
+- ``Credit``, ``Adjustment``, ``Purchase`` and ``Tax`` keep their own charge
+  category; a ``Usage`` row with a negative cost is a refund, never netted into usage.
+- ``Tags`` is a JSON object inside the cell; non-string tag values are kept as JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import IO
+
+from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers.base import (
+    FormatError,
+    IdentityAllocator,
+    ImportContext,
+    RowRejected,
+    RowResult,
+    decimal_value,
+    sha256_hex,
+)
+from shared.events import ChargeCategory, Evidence, Money, UsageDimensions, UsageRecorded
+
+REQUIRED_COLUMNS = ("BilledCost", "BillingCurrency", "ChargePeriodStart", "ChargePeriodEnd", "ChargeCategory",
+                    "ProviderName", "ServiceName")
+
+_CATEGORIES = {
+    "usage": ChargeCategory.USAGE,
+    "purchase": ChargeCategory.PURCHASE,
+    "tax": ChargeCategory.TAX,
+    "credit": ChargeCategory.CREDIT,
+    "adjustment": ChargeCategory.ADJUSTMENT,
+}
+
+_PROVIDERS = {
+    "aws": "aws",
+    "amazon web services": "aws",
+    "microsoft": "azure",
+    "azure": "azure",
+    "google cloud": "gcp",
+    "gcp": "gcp",
+    "oracle": "oracle",
+}
+
+
+def _cell(row: dict[str, str], column: str) -> str | None:
+    value = row.get(column)
+    if value is None:
+        return None
+    value = value.strip()
+    return None if value in ("", "NULL") else value
+
+
+def _instant(value: str | None, column: str) -> datetime:
+    if value is None:
+        raise RowRejected(column, "is missing")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RowRejected(column, f"must be a timestamp, got {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # FOCUS date-times are UTC
+    return parsed.astimezone(UTC)
+
+
+def _currency(value: str | None, column: str) -> str:
+    if value is None or len(value) != 3 or not value.isalpha():
+        raise RowRejected(column, f"must be an ISO 4217 currency code, got {value!r}")
+    return value.upper()
+
+
+class FocusCsv:
+    format_name = "focus-csv"
+    description = "FOCUS 1.0-1.2 cost and usage export (CSV)"
+
+    def detect(self, head: bytes, file_name: str | None) -> bool:
+        first_line = head.split(b"\n", 1)[0]
+        return b"BilledCost" in first_line and b"ChargePeriodStart" in first_line
+
+    def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
+        identities = IdentityAllocator(context.tenant, self.format_name)
+        checked_header = False
+        for row_number, header, row in read_rows(stream, what="the FOCUS file", delimiter=","):
+            if not checked_header:
+                missing = [column for column in REQUIRED_COLUMNS if column not in header]
+                if missing:
+                    raise FormatError(f"the FOCUS file lacks required columns: {', '.join(missing)}")
+                checked_header = True
+            raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+            try:
+                yield RowResult(row_number, raw, event=self._event(row, row_number, raw, context, identities))
+            except RowRejected as error:
+                yield RowResult(row_number, raw, error=error)
+
+    def _event(
+        self, row: dict[str, str], row_number: int, raw: bytes, context: ImportContext, identities: IdentityAllocator
+    ) -> UsageRecorded:
+        if "__extra__" in row:
+            raise RowRejected(f"row {row_number}", "has more cells than the header")
+        start = _instant(_cell(row, "ChargePeriodStart"), "ChargePeriodStart")
+        end = _instant(_cell(row, "ChargePeriodEnd"), "ChargePeriodEnd")
+        if end < start:
+            raise RowRejected("ChargePeriodEnd", f"is before ChargePeriodStart ({end} < {start})")
+        currency = _currency(_cell(row, "BillingCurrency"), "BillingCurrency")
+        billed = decimal_value(_cell(row, "BilledCost"), "BilledCost")
+        assert billed is not None  # required=True never returns None
+        list_cost = decimal_value(_cell(row, "ListCost"), "ListCost", required=False)
+        effective_cost = decimal_value(_cell(row, "EffectiveCost"), "EffectiveCost", required=False)
+        consumed = decimal_value(_cell(row, "ConsumedQuantity"), "ConsumedQuantity", required=False)
+
+        category_name = (_cell(row, "ChargeCategory") or "").lower()
+        if category_name not in _CATEGORIES:
+            raise RowRejected("ChargeCategory", f"unknown charge category {_cell(row, 'ChargeCategory')!r}")
+        category = _CATEGORIES[category_name]
+        if category is ChargeCategory.USAGE and billed < 0:
+            category = ChargeCategory.REFUND
+
+        provider_name = _cell(row, "ProviderName")
+        if provider_name is None:
+            raise RowRejected("ProviderName", "is missing")
+        provider = _PROVIDERS.get(provider_name.lower(), provider_name.lower())
+
+        dimensions = UsageDimensions(
+            account_id=_cell(row, "SubAccountId"),
+            resource_id=_cell(row, "ResourceId"),
+            tags=_tags(_cell(row, "Tags")),
+        )
+        natural_key = {"row": {key: value for key, value in row.items() if key != "__extra__"}}
+        return UsageRecorded(
+            event_id=identities.event_id(natural_key),
+            occurred_at=start,
+            source=f"ingest.{self.format_name}",
+            tenant=context.tenant,
+            correlation_id=context.correlation_id,
+            provider=provider,
+            service=_cell(row, "ServiceName"),
+            region=_cell(row, "RegionId"),
+            period_start=start,
+            period_end=end,
+            dimensions=dimensions,
+            charge_category=category,
+            provider_cost=Money(amount=billed, currency=currency),
+            provider_list_cost=Money(amount=list_cost, currency=currency) if list_cost is not None else None,
+            provider_effective_cost=(
+                Money(amount=effective_cost, currency=currency) if effective_cost is not None else None
+            ),
+            consumed_quantity=consumed,
+            consumed_unit=_cell(row, "ConsumedUnit"),
+            description=_cell(row, "ChargeDescription"),
+            evidence=Evidence(format=self.format_name, file_name=context.file_name, row_number=row_number,
+                              raw_sha256=sha256_hex(raw)),
+        )
+
+
+def _tags(cell: str | None) -> dict[str, str]:
+    if cell is None:
+        return {}
+    try:
+        parsed = json.loads(cell, parse_float=Decimal)
+    except ValueError:
+        raise RowRejected("Tags", f"must be a JSON object, got {cell[:80]!r}") from None
+    if not isinstance(parsed, dict):
+        raise RowRejected("Tags", "must be a JSON object")
+    return {str(key): value if isinstance(value, str) else json.dumps(value, default=str) for key, value in parsed.items()}

@@ -1,0 +1,1 @@
+"""Savings recommendations with the arithmetic behind each estimate."""

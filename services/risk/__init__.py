@@ -1,0 +1,1 @@
+"""Risk review: budgets and unpriced usage become findings that someone owns."""

@@ -1,0 +1,1 @@
+"""Value mapping: links AI cost to business outcomes per use case."""

@@ -1,0 +1,89 @@
+"""Business outcome input: JSON objects (HTTP) and CSV files become outcome-recorded events.
+
+An outcome names its use case, what kind of outcome it is (``tickets_resolved``),
+how many, the unit, when it happened (RFC 3339 with a zone) and optionally its
+business value. Without an ``outcome_id`` the id is derived from the content, so
+posting or importing the same outcome twice records it once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.consumer import describe_validation_error
+from shared.events import Money, OutcomeRecorded
+
+OUTCOME_NAMESPACE = uuid.UUID("2c8f6d1a-5e3b-5a7c-9f04-7d1e2b3c4a58")
+CSV_COLUMNS = ("use_case", "outcome_kind", "quantity", "unit", "occurred_at")
+
+
+class OutcomeRejected(ValueError):
+    def __init__(self, index: int, field_path: str, reason: str) -> None:
+        super().__init__(f"outcome {index}: {field_path}: {reason}")
+        self.index = index
+        self.field_path = field_path
+        self.reason = reason
+
+
+def _timestamp(value: Any, index: int) -> datetime:
+    if not isinstance(value, str):
+        raise OutcomeRejected(index, "occurred_at", f"must be an RFC 3339 timestamp, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise OutcomeRejected(index, "occurred_at", f"must be an RFC 3339 timestamp, got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise OutcomeRejected(index, "occurred_at", f"has no time zone: {value!r}")
+    return parsed
+
+
+def outcome_event(item: Any, index: int, *, tenant: str, correlation_id: str, source: str) -> OutcomeRecorded:
+    """Validate one outcome object and build its event; raise OutcomeRejected naming the field."""
+    if not isinstance(item, dict):
+        raise OutcomeRejected(index, "(outcome)", "must be an object")
+    occurred_at = _timestamp(item.get("occurred_at"), index)
+    value = item.get("value")
+    outcome_id = item.get("outcome_id")
+    if outcome_id is not None and (not isinstance(outcome_id, str) or not outcome_id.strip()):
+        raise OutcomeRejected(index, "outcome_id", "must be a non-empty string when given")
+    content = "|".join(str(item.get(key)) for key in ("use_case", "outcome_kind", "quantity", "unit", "occurred_at"))
+    event_id = f"outcome:{outcome_id}" if outcome_id else f"outcome:{uuid.uuid5(OUTCOME_NAMESPACE, tenant + '|' + content)}"
+    try:
+        return OutcomeRecorded(
+            event_id=event_id,
+            occurred_at=occurred_at,
+            source=source,
+            tenant=tenant,
+            correlation_id=correlation_id,
+            use_case=item.get("use_case"),
+            outcome_kind=item.get("outcome_kind"),
+            quantity=item.get("quantity"),
+            unit=item.get("unit"),
+            value=Money.model_validate(value) if isinstance(value, dict) else value,
+        )
+    except ValidationError as error:
+        field_path, reason = describe_validation_error(error)
+        raise OutcomeRejected(index, field_path, reason) from None
+
+
+def rows_from_csv(data: bytes) -> Iterator[dict[str, Any]]:
+    """Read outcome rows from CSV; ``value_amount`` and ``value_currency`` form the optional value."""
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    missing = [column for column in CSV_COLUMNS if column not in (reader.fieldnames or [])]
+    if missing:
+        raise OutcomeRejected(0, "(header)", f"missing columns: {', '.join(missing)}")
+    for row in reader:
+        item: dict[str, Any] = {key: row.get(key) for key in (*CSV_COLUMNS, "outcome_id")}
+        if not item.get("outcome_id"):
+            item.pop("outcome_id")
+        amount, currency = row.get("value_amount"), row.get("value_currency")
+        if amount:
+            item["value"] = {"amount": amount, "currency": currency}
+        yield item

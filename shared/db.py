@@ -1,0 +1,159 @@
+"""Database plumbing: async engines for PostgreSQL (asyncpg) or SQLite (aiosqlite).
+
+Every service owns its tables, whose names start with the service name
+(``allocation_cost_ledger``); with PostgreSQL they may share one database, with
+SQLite each service has its own file. Money columns use ``ExactDecimal``, which
+is NUMERIC on PostgreSQL and text on SQLite, because SQLite would otherwise store
+a Decimal as a binary float.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Numeric, String, Table, event, exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import SQLModel
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A Decimal column that keeps every digit on both PostgreSQL and SQLite."""
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(asdecimal=True))
+        return dialect.type_descriptor(String(64))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"ExactDecimal takes a Decimal, got {type(value).__name__}")
+        if dialect.name == "postgresql":
+            return value
+        return str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp column that always returns an aware UTC datetime, on SQLite too (which keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"refusing to store a timestamp without a time zone: {value.isoformat()}")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# A JSON column stored as JSONB on PostgreSQL.
+JsonColumn = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def is_transient_error(error: BaseException) -> bool:
+    """Tell whether an error is the database or network being unavailable, so a retry may succeed."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(
+        error,
+        exc.OperationalError | exc.InterfaceError | exc.TimeoutError | OSError | ConnectionError | asyncio.TimeoutError,
+    )
+
+
+class Database:
+    """One service's connection to its database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            options = {"connect_args": {"timeout": 30}}
+        self.engine: AsyncEngine = create_async_engine(url, **options)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def create_tables(self, tables: Iterable[Table]) -> None:
+        async with self.engine.begin() as connection:
+            await connection.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=list(tables)))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as connection:
+            yield connection
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def insert_ignoring_duplicates(connection: AsyncConnection, table: Table, key_columns: Sequence[str]) -> Any:
+    """Build an INSERT that skips rows whose key already exists and returns the keys it inserted."""
+    dialect = connection.dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(table).on_conflict_do_nothing(index_elements=list(key_columns))
+    return statement.returning(*(table.c[name] for name in key_columns))
+
+
+async def insert_new_rows(
+    connection: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]
+) -> set[tuple[Any, ...]]:
+    """Insert rows in bulk, skipping existing keys; return the keys that were new."""
+    if not rows:
+        return set()
+    statement = insert_ignoring_duplicates(connection, table, key_columns)
+    inserted: set[tuple[Any, ...]] = set()
+    # Chunks keep each statement under SQLite's and asyncpg's bound-parameter limits.
+    chunk_size = max(1, 30000 // max(1, len(rows[0])))
+    for start in range(0, len(rows), chunk_size):
+        result = await connection.execute(statement, list(rows[start : start + chunk_size]))
+        inserted.update(tuple(row) for row in result.all())
+    return inserted
+
+
+def upsert(connection: AsyncConnection, table: Table, key_columns: Sequence[str], update_columns: Sequence[str]) -> Any:
+    """Build an INSERT that replaces the listed columns when the key exists."""
+    module: Any = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = module.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(key_columns),
+        set_={name: statement.excluded[name] for name in update_columns},
+    )

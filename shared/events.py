@@ -1,0 +1,425 @@
+"""Event contracts shared by every aifinops service.
+
+Each event is a frozen pydantic model with a common envelope: a schema version,
+an event id, a dotted event type, when the fact happened and when it was
+produced (both UTC), the producing source, the tenant and a correlation id.
+Events are past-tense facts; a consumer that sees an event id twice must treat
+the second copy as already processed.
+
+Money is always a ``Money`` (``Decimal`` amount plus ISO 4217 currency), and
+usage quantities are exclusive buckets: a token counted as a cache read is not
+also counted as uncached input, so summing buckets never counts twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _finite(value: Decimal, field_name: str) -> Decimal:
+    if not value.is_finite():
+        raise ValueError(f"{field_name} must be a finite number, got {value}")
+    return value
+
+
+class FrozenModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Money(FrozenModel):
+    """An exact amount of money in one currency."""
+
+    amount: Decimal
+    currency: CurrencyCode
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_is_finite(cls, value: Decimal) -> Decimal:
+        return _finite(value, "amount")
+
+    def __add__(self, other: Money) -> Money:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot add {other.currency} to {self.currency}: convert first")
+        return Money(amount=self.amount + other.amount, currency=self.currency)
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        return cls(amount=Decimal(0), currency=currency)
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"
+
+
+class UsageBucket(StrEnum):
+    """An exclusive, billable usage quantity; ``BUCKET_UNITS`` names its unit."""
+
+    INPUT_UNCACHED_TOKENS = "input_uncached_tokens"
+    CACHE_READ_TOKENS = "cache_read_tokens"
+    CACHE_WRITE_TOKENS = "cache_write_tokens"  # the provider's default cache lifetime (5 minutes at Anthropic)
+    CACHE_WRITE_1H_TOKENS = "cache_write_1h_tokens"
+    OUTPUT_TOKENS = "output_tokens"  # output excluding reasoning
+    REASONING_TOKENS = "reasoning_tokens"
+    WEB_SEARCH_CALLS = "web_search_calls"
+    IMAGES = "images"
+    AUDIO_SECONDS = "audio_seconds"
+    GPU_SECONDS = "gpu_seconds"
+    SEATS = "seat_months"
+
+
+BUCKET_UNITS: dict[UsageBucket, str] = {
+    UsageBucket.INPUT_UNCACHED_TOKENS: "tokens",
+    UsageBucket.CACHE_READ_TOKENS: "tokens",
+    UsageBucket.CACHE_WRITE_TOKENS: "tokens",
+    UsageBucket.CACHE_WRITE_1H_TOKENS: "tokens",
+    UsageBucket.OUTPUT_TOKENS: "tokens",
+    UsageBucket.REASONING_TOKENS: "tokens",
+    UsageBucket.WEB_SEARCH_CALLS: "calls",
+    UsageBucket.IMAGES: "images",
+    UsageBucket.AUDIO_SECONDS: "seconds",
+    UsageBucket.GPU_SECONDS: "seconds",
+    UsageBucket.SEATS: "seat-months",
+}
+
+TOKEN_BUCKETS = frozenset(bucket for bucket, unit in BUCKET_UNITS.items() if unit == "tokens")
+
+
+class ServiceTier(StrEnum):
+    STANDARD = "standard"
+    BATCH = "batch"
+    FLEX = "flex"
+    PRIORITY = "priority"
+
+
+class ChargeCategory(StrEnum):
+    """What kind of charge a line is; credits and refunds are never netted into usage."""
+
+    USAGE = "usage"
+    PURCHASE = "purchase"
+    TAX = "tax"
+    CREDIT = "credit"
+    REFUND = "refund"
+    ADJUSTMENT = "adjustment"
+
+
+class EventEnvelope(FrozenModel):
+    """Fields every event carries."""
+
+    EVENT_TYPE: ClassVar[str]
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: NonEmptyStr
+    occurred_at: AwareDatetime = Field(description="When the fact happened (UTC).")
+    produced_at: AwareDatetime = Field(default_factory=utc_now, description="When this event was produced (UTC).")
+    source: NonEmptyStr = Field(description="Producing component, such as 'ingest.openai.usage.completions'.")
+    tenant: NonEmptyStr
+    correlation_id: NonEmptyStr
+
+    @field_validator("occurred_at", "produced_at")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        return _to_utc(value)
+
+
+class UsageDimensions(FrozenModel):
+    """Attribution keys as the provider reported them; absent keys are None."""
+
+    project_id: str | None = None
+    api_key_id: str | None = None
+    workspace_id: str | None = None
+    user_id: str | None = None
+    account_id: str | None = None
+    resource_id: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class Evidence(FrozenModel):
+    """Where an event came from, so any figure can be traced to the provider's data."""
+
+    format: NonEmptyStr
+    file_name: str | None = None
+    row_number: int | None = Field(default=None, description="1-based data row or result number in the source.")
+    raw_sha256: str | None = Field(default=None, description="SHA-256 of the raw row or payload as received.")
+
+
+class UsageRecorded(EventEnvelope):
+    """A provider reported AI usage, normalised into exclusive buckets."""
+
+    EVENT_TYPE: ClassVar[str] = "usage.recorded"
+    event_type: Literal["usage.recorded"] = "usage.recorded"
+
+    provider: NonEmptyStr
+    service: str | None = None
+    model: str | None = Field(default=None, description="Model id as the provider reported it; None when not reported.")
+    service_tier: ServiceTier = ServiceTier.STANDARD
+    region: str | None = None
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    dimensions: UsageDimensions = Field(default_factory=UsageDimensions)
+    quantities: dict[UsageBucket, Decimal] = Field(default_factory=dict)
+    request_count: int | None = Field(default=None, ge=0, description="Model requests; informational, not billed.")
+    charge_category: ChargeCategory = ChargeCategory.USAGE
+    provider_cost: Money | None = Field(default=None, description="Cost the provider billed for this line.")
+    provider_list_cost: Money | None = None
+    provider_effective_cost: Money | None = None
+    consumed_quantity: Decimal | None = Field(default=None, description="Quantity in the provider's own unit.")
+    consumed_unit: str | None = None
+    description: str | None = None
+    evidence: Evidence
+
+    @field_validator("period_start", "period_end")
+    @classmethod
+    def _period_as_utc(cls, value: datetime) -> datetime:
+        return _to_utc(value)
+
+    @field_validator("quantities")
+    @classmethod
+    def _quantities_are_usage(cls, value: dict[UsageBucket, Decimal]) -> dict[UsageBucket, Decimal]:
+        for bucket, quantity in value.items():
+            _finite(quantity, f"quantities.{bucket.value}")
+            if quantity < 0:
+                raise ValueError(f"quantities.{bucket.value} must not be negative, got {quantity}")
+            if bucket in TOKEN_BUCKETS and quantity != quantity.to_integral_value():
+                raise ValueError(f"quantities.{bucket.value} must be a whole number of tokens, got {quantity}")
+        return value
+
+    @model_validator(mode="after")
+    def _period_is_ordered(self) -> UsageRecorded:
+        if self.period_end < self.period_start:
+            raise ValueError(f"period_end {self.period_end} is before period_start {self.period_start}")
+        return self
+
+
+class CostStatus(StrEnum):
+    PRICED = "priced"  # costed from the price catalogue
+    PROVIDER_BILLED = "provider_billed"  # the provider's billed cost, used as reported
+    UNPRICED = "unpriced"  # no price found: kept and flagged, never costed at zero
+
+
+class Allocation(FrozenModel):
+    """Who owns a cost, decided by the first matching allocation rule."""
+
+    team: NonEmptyStr
+    cost_centre: NonEmptyStr
+    use_case: str | None = None
+    environment: str | None = None
+    rule_id: NonEmptyStr = Field(description="Id of the rule that matched, or 'unallocated'.")
+
+
+class CostLine(FrozenModel):
+    """One bucket of usage times its unit price."""
+
+    bucket: UsageBucket
+    quantity: Decimal
+    unit: NonEmptyStr
+    unit_price: Money = Field(description="Price per `price_per` units.")
+    price_per: int = Field(gt=0, description="How many units `unit_price` is quoted for, such as 1000000 tokens.")
+    amount: Money
+    price_row_id: NonEmptyStr
+
+
+class CostAllocated(EventEnvelope):
+    """Allocation priced one usage event and attributed its cost."""
+
+    EVENT_TYPE: ClassVar[str] = "cost.allocated"
+    event_type: Literal["cost.allocated"] = "cost.allocated"
+
+    usage_event_id: NonEmptyStr
+    provider: NonEmptyStr
+    service: str | None = None
+    model: str | None = None
+    priced_model: str | None = Field(default=None, description="Catalogue model id after alias resolution.")
+    service_tier: ServiceTier
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    dimensions: UsageDimensions
+    quantities: dict[UsageBucket, Decimal]
+    request_count: int | None = None
+    charge_category: ChargeCategory
+    status: CostStatus
+    unpriced_reason: str | None = None
+    lines: tuple[CostLine, ...] = ()
+    cost: Money | None = Field(description="Total cost; None when unpriced.")
+    provider_cost: Money | None = None
+    catalogue_version: str | None = None
+    allocation: Allocation
+
+    @model_validator(mode="after")
+    def _status_matches_cost(self) -> CostAllocated:
+        if self.status is CostStatus.UNPRICED and self.cost is not None:
+            raise ValueError("an unpriced cost event must not carry a cost")
+        if self.status is not CostStatus.UNPRICED and self.cost is None:
+            raise ValueError(f"a {self.status.value} cost event must carry a cost")
+        return self
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class FindingStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    ACCEPTED_RISK = "accepted_risk"
+    FALSE_POSITIVE = "false_positive"
+
+
+class RiskFlagged(EventEnvelope):
+    """Risk review raised or updated a finding; facts and interpretation are kept apart."""
+
+    EVENT_TYPE: ClassVar[str] = "risk.flagged"
+    event_type: Literal["risk.flagged"] = "risk.flagged"
+
+    finding_id: NonEmptyStr
+    kind: NonEmptyStr = Field(description="Finding kind, such as 'budget_threshold' or 'unpriced_usage'.")
+    severity: Severity
+    status: FindingStatus
+    subject: NonEmptyStr = Field(description="What the finding is about, such as 'team:research'.")
+    owner: str | None = None
+    title: NonEmptyStr
+    facts: dict[str, str] = Field(description="Measured figures behind the finding, as exact strings.")
+    interpretation: NonEmptyStr = Field(description="What the facts suggest; a reading, not a measurement.")
+    evidence_event_ids: tuple[str, ...] = ()
+
+
+class OutcomeRecorded(EventEnvelope):
+    """A business outcome that a use case produced, such as support tickets resolved."""
+
+    EVENT_TYPE: ClassVar[str] = "outcome.recorded"
+    event_type: Literal["outcome.recorded"] = "outcome.recorded"
+
+    use_case: NonEmptyStr
+    outcome_kind: NonEmptyStr
+    quantity: Decimal = Field(description="How many outcomes, in `unit`.")
+    unit: NonEmptyStr
+    value: Money | None = Field(default=None, description="Business value of these outcomes, when known.")
+
+    @field_validator("quantity")
+    @classmethod
+    def _quantity_is_positive(cls, value: Decimal) -> Decimal:
+        _finite(value, "quantity")
+        if value <= 0:
+            raise ValueError(f"quantity must be positive, got {value}")
+        return value
+
+
+class ValueMapped(EventEnvelope):
+    """Unit economics of one use case over one period."""
+
+    EVENT_TYPE: ClassVar[str] = "value.mapped"
+    event_type: Literal["value.mapped"] = "value.mapped"
+
+    use_case: NonEmptyStr
+    period: NonEmptyStr = Field(description="Calendar month, 'YYYY-MM', in UTC.")
+    cost: Money
+    outcome_kind: NonEmptyStr
+    outcomes: Decimal
+    outcome_unit: NonEmptyStr
+    cost_per_outcome: Money | None = Field(description="None when the period has no outcomes.")
+    value: Money | None = None
+    cost_event_count: int = Field(ge=0)
+
+
+class RecommendationKind(StrEnum):
+    BATCH_TIER = "batch_tier"
+    CHEAPER_MODEL = "cheaper_model"
+
+
+class SavingsRecommended(EventEnvelope):
+    """The optimizer found a saving and wrote down how it estimated it."""
+
+    EVENT_TYPE: ClassVar[str] = "savings.recommended"
+    event_type: Literal["savings.recommended"] = "savings.recommended"
+
+    recommendation_id: NonEmptyStr
+    kind: RecommendationKind
+    scope: NonEmptyStr = Field(description="What the recommendation applies to, such as 'team:research model:gpt-4o'.")
+    estimated_monthly_savings: Money
+    confidence: Literal["low", "medium", "high"]
+    arithmetic: NonEmptyStr = Field(description="The estimate written out with every figure used.")
+    caveat: str | None = None
+    evidence_event_ids: tuple[str, ...] = ()
+
+
+class DeadLetterRecorded(EventEnvelope):
+    """A message that could not be processed, with the reason and its original bytes."""
+
+    EVENT_TYPE: ClassVar[str] = "dead_letter.recorded"
+    event_type: Literal["dead_letter.recorded"] = "dead_letter.recorded"
+
+    consumer: NonEmptyStr = Field(description="Service or command that gave up on the message.")
+    original_topic: str | None = None
+    original_partition: int | None = None
+    original_offset: int | None = None
+    original_key_b64: str | None = None
+    original_bytes_b64: str = Field(description="The message or input row exactly as received, base64.")
+    reason: NonEmptyStr
+    field_path: str | None = Field(default=None, description="Dotted path of the invalid field, when known.")
+    attempts: int = Field(ge=1)
+
+
+EVENT_MODELS: dict[str, type[EventEnvelope]] = {
+    model.EVENT_TYPE: model
+    for model in (
+        UsageRecorded,
+        CostAllocated,
+        RiskFlagged,
+        OutcomeRecorded,
+        ValueMapped,
+        SavingsRecommended,
+        DeadLetterRecorded,
+    )
+}
+
+AnyEvent = Annotated[
+    UsageRecorded
+    | CostAllocated
+    | RiskFlagged
+    | OutcomeRecorded
+    | ValueMapped
+    | SavingsRecommended
+    | DeadLetterRecorded,
+    Field(discriminator="event_type"),
+]
+_ANY_EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+
+
+def parse_event(data: bytes | str) -> EventEnvelope:
+    """Parse any event from JSON, choosing the model by its ``event_type``."""
+    return _ANY_EVENT.validate_json(data)  # type: ignore[no-any-return]
+
+
+def event_json_schemas() -> dict[str, dict[str, Any]]:
+    """Return the JSON Schema of every event, keyed by event type."""
+    return {event_type: model.model_json_schema(mode="serialization") for event_type, model in EVENT_MODELS.items()}

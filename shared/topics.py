@@ -1,0 +1,44 @@
+"""Kafka topic names, in one place so producers and consumers cannot drift apart.
+
+Every topic is keyed by ``<tenant>|<stable key>`` (see ``partition_key``), so one
+tenant's events for one key stay in order on one partition while a consumer group
+spreads tenants and keys over its members.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Topic(StrEnum):
+    USAGE_RECORDED = "aifinops.usage.recorded.v1"
+    COST_ALLOCATED = "aifinops.cost.allocated.v1"
+    RISK_FLAGGED = "aifinops.risk.flagged.v1"
+    OUTCOME_RECORDED = "aifinops.value.outcome-recorded.v1"
+    VALUE_MAPPED = "aifinops.value.mapped.v1"
+    SAVINGS_RECOMMENDED = "aifinops.optimizer.savings-recommended.v1"
+    DEAD_LETTER = "aifinops.dead-letter.v1"
+
+
+#: Partitions created for every topic by `aifinops` itself (demo, tests, bench).
+#: A deployed cluster may use more; keys keep per-key order whatever the count.
+DEFAULT_PARTITIONS = 4
+
+
+def partition_key(tenant: str, key: str) -> bytes:
+    """Build the record key that decides the partition: tenant first, then a stable key."""
+    return f"{tenant}|{key}".encode()
+
+
+#: Which topics each consuming service reads; each (service, topic) pair is one consumer group.
+SUBSCRIPTIONS: dict[str, tuple[Topic, ...]] = {
+    "allocation": (Topic.USAGE_RECORDED,),
+    "risk": (Topic.COST_ALLOCATED,),
+    "value": (Topic.COST_ALLOCATED, Topic.OUTCOME_RECORDED),
+    "optimizer": (Topic.COST_ALLOCATED,),
+}
+
+
+def group_id(service: str, topic: str) -> str:
+    """Name the consumer group of one service on one topic, such as 'aifinops-risk-cost-allocated'."""
+    return f"aifinops-{service}-{'-'.join(topic.split('.')[1:-1])}"
