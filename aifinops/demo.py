@@ -8,7 +8,10 @@ topic and outbox is drained, print the report, stop everything.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -49,53 +52,60 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False) ->
     config = StackConfig(
         run_dir=run_dir,
         tenant=DEMO_TENANT,
+        database_url=os.environ.get("DATABASE_URL") or None,
+        bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         allocation_rules=examples / "config" / "allocation_rules.yaml",
         budgets=examples / "config" / "budgets.yaml",
         optimizer_policy=examples / "config" / "optimizer.yaml",
     )
     stack = Stack(config)
-    say = (lambda *_args: None) if as_json else console.print
+    say: Callable[..., None] = (lambda *_args, **_kwargs: None) if as_json else console.print
     try:
         say("[bold]Starting[/] the embedded broker and the five services ...")
         await stack.start()
-        settings = stack.settings()
-
-        for name in SAMPLE_FILES:
-            result = await import_file(examples / "data" / name, settings=settings, tenant=DEMO_TENANT)
-            summary = result.summary
-            say(f"imported {name}: format {result.normaliser.format_name} (detected), read {summary.rows_read}, "
-                f"accepted {summary.accepted}, duplicate {summary.duplicates}, rejected {summary.rejected}, "
-                f"empty {summary.empty}", highlight=False)
-
-        format_name, file_name = WEBHOOK_SAMPLE
-        async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.post(stack.url("ingest", f"/v1/usage/{format_name}"),
-                                         content=(examples / "data" / file_name).read_bytes(),
-                                         headers={"x-aifinops-tenant": DEMO_TENANT})
-            say(f"webhook {file_name}: HTTP {response.status_code}, accepted {response.json().get('accepted')}",
-                highlight=False)
-            outcomes = list(rows_from_csv((examples / "data" / OUTCOMES_FILE).read_bytes()))
-            response = await client.post(stack.url("value", "/v1/outcomes"), json=outcomes,
-                                         headers={"x-aifinops-tenant": DEMO_TENANT})
-            say(f"outcomes {OUTCOMES_FILE}: HTTP {response.status_code}, accepted {response.json().get('accepted')}",
-                highlight=False)
-
-        again = await import_file(examples / "data" / REIMPORTED_FILE, settings=settings, tenant=DEMO_TENANT)
-        say(f"re-imported {REIMPORTED_FILE}: accepted {again.summary.accepted}, "
-            f"duplicate {again.summary.duplicates} (nothing new is recorded)", highlight=False)
-
+        await feed_samples(stack, DEMO_TENANT, say)
         say("Waiting until every topic and outbox is drained ...")
         await stack.wait_until_drained()
-        report = await build_report(settings, DEMO_TENANT)
+        report = await build_report(stack.settings(), DEMO_TENANT)
     finally:
         stack.stop()
 
     if as_json:
-        import json
-
         console.print_json(json.dumps(report.as_json()))
     else:
         console.print()
         render_report(report, console)
         console.print(f"\nLogs and databases of this run: {run_dir}/")
     return 0
+
+
+async def feed_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> None:
+    """Send every sample through its real entry point: file imports, the webhook and the outcomes API."""
+    examples = examples_dir()
+    settings = stack.settings()
+
+    for name in SAMPLE_FILES:
+        result = await import_file(examples / "data" / name, settings=settings, tenant=tenant)
+        summary = result.summary
+        say(f"imported {name}: format {result.normaliser.format_name} (detected), read {summary.rows_read}, "
+            f"accepted {summary.accepted}, duplicate {summary.duplicates}, rejected {summary.rejected}, "
+            f"empty {summary.empty}", highlight=False)
+
+    format_name, file_name = WEBHOOK_SAMPLE
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(stack.url("ingest", f"/v1/usage/{format_name}"),
+                                     content=(examples / "data" / file_name).read_bytes(),
+                                     headers={"x-aifinops-tenant": tenant})
+        response.raise_for_status()
+        say(f"webhook {file_name}: HTTP {response.status_code}, accepted {response.json()['accepted']}",
+            highlight=False)
+        outcomes = list(rows_from_csv((examples / "data" / OUTCOMES_FILE).read_bytes()))
+        response = await client.post(stack.url("value", "/v1/outcomes"), json=outcomes,
+                                     headers={"x-aifinops-tenant": tenant})
+        response.raise_for_status()
+        say(f"outcomes {OUTCOMES_FILE}: HTTP {response.status_code}, accepted {response.json()['accepted']}",
+            highlight=False)
+
+    again = await import_file(examples / "data" / REIMPORTED_FILE, settings=settings, tenant=tenant)
+    say(f"re-imported {REIMPORTED_FILE}: accepted {again.summary.accepted}, "
+        f"duplicate {again.summary.duplicates} (nothing new is recorded)", highlight=False)

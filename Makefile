@@ -1,0 +1,35 @@
+# aifinops developer commands. `make demo` and `make test` create the virtual environment on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-unit test-integration test-faults bench schemas clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aifinops needs Python 3.11 or newer: run make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/aifinops demo
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/pytest -m integration
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.pipeline_rate
+
+schemas: $(STAMP)
+	$(BIN)/aifinops schemas export schemas
+
+clean:
+	rm -rf $(VENV) .aifinops .pytest_cache

@@ -1,0 +1,34 @@
+"""A running pipeline for the integration tests: the broker, the database and the five service processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aifinops.stack import Stack, StackConfig
+from tests.conftest import EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap_servers: str, database_url: str | None
+          ) -> Iterator[Stack]:
+    run_dir: Path = tmp_path_factory.mktemp("stack")
+    config = StackConfig(
+        run_dir=run_dir,
+        tenant="default",
+        database_url=database_url,
+        bootstrap_servers=kafka_bootstrap_servers,
+        allocation_rules=EXAMPLES / "config" / "allocation_rules.yaml",
+        budgets=EXAMPLES / "config" / "budgets.yaml",
+        optimizer_policy=EXAMPLES / "config" / "optimizer.yaml",
+        extra_env={"INGEST_MAX_BODY_BYTES": str(1024 * 1024)},
+    )
+    running = Stack(config)
+    try:
+        asyncio.run(running.start())
+        yield running
+    finally:
+        running.stop()
