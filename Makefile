@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration test-faults bench schemas clean
+lint: $(STAMP)
+	$(BIN)/ruff check shared services aifinops tests bench
+	$(BIN)/ruff format --check shared services aifinops tests bench
+
+.PHONY: demo test lint test-unit test-integration test-faults bench schemas clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aifinops needs Python 3.11 or newer: run make PYTHON=python3.11 ...")'
@@ -17,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/aifinops demo
 
 test: $(STAMP)
+	$(BIN)/ruff check shared services aifinops tests bench
 	$(BIN)/pytest
 
 test-unit: $(STAMP)

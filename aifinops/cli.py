@@ -44,13 +44,26 @@ def import_command(file: Path, format_name: str | None, tenant: str | None, as_j
     from services.ingest.normalisers import FormatError, UnknownFormat
 
     settings = _settings()
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(),
-                  TimeRemainingColumn(), console=errors, transient=True, disable=as_json) as progress:
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
+        disable=as_json,
+    ) as progress:
         task = progress.add_task(f"importing {file.name}", total=file.stat().st_size)
         try:
-            result = asyncio.run(import_file(file, settings=settings, tenant=tenant or settings.tenant,
-                                             format_name=format_name,
-                                             on_bytes=lambda size: progress.advance(task, size)))
+            result = asyncio.run(
+                import_file(
+                    file,
+                    settings=settings,
+                    tenant=tenant or settings.tenant,
+                    format_name=format_name,
+                    on_bytes=lambda size: progress.advance(task, size),
+                )
+            )
         except UnknownFormat as error:
             errors.print(f"error: {error}")
             sys.exit(2)
@@ -63,11 +76,14 @@ def import_command(file: Path, format_name: str | None, tenant: str | None, as_j
     else:
         how = "detected" if result.detected else "given"
         console.print(f"{file.name}: format {result.normaliser.format_name} ({how})")
-        console.print(f"  read {summary.rows_read}, accepted {summary.accepted}, duplicate {summary.duplicates}, "
-                      f"rejected {summary.rejected}, empty {summary.empty}")
+        console.print(
+            f"  read {summary.rows_read}, accepted {summary.accepted}, duplicate {summary.duplicates}, "
+            f"rejected {summary.rejected}, empty {summary.empty}"
+        )
         for rejection in summary.rejections:
-            console.print(f"  rejected row {rejection.row_number}: {rejection.field_path}: {rejection.reason}",
-                          highlight=False)
+            console.print(
+                f"  rejected row {rejection.row_number}: {rejection.field_path}: {rejection.reason}", highlight=False
+            )
     if summary.rejected:
         sys.exit(1)
 
@@ -91,18 +107,12 @@ def schemas_group() -> None:
 def schemas_export(directory: Path) -> None:
     """Write one JSON Schema file per event type into DIRECTORY (default: ./schemas)."""
     from shared.events import SCHEMA_VERSION, event_json_schemas
-    from shared.topics import Topic
+    from shared.topics import EVENT_TOPICS
 
     directory.mkdir(parents=True, exist_ok=True)
-    topics = {
-        "usage.recorded": Topic.USAGE_RECORDED, "cost.allocated": Topic.COST_ALLOCATED,
-        "risk.flagged": Topic.RISK_FLAGGED, "outcome.recorded": Topic.OUTCOME_RECORDED,
-        "value.mapped": Topic.VALUE_MAPPED, "savings.recommended": Topic.SAVINGS_RECOMMENDED,
-        "dead_letter.recorded": Topic.DEAD_LETTER,
-    }
     for event_type, schema in event_json_schemas().items():
         schema["$id"] = f"urn:aifinops:event:{event_type}:v{SCHEMA_VERSION}"
-        schema["x-aifinops-topic"] = str(topics[event_type])
+        schema["x-aifinops-topic"] = str(EVENT_TOPICS[event_type])
         path = directory / f"{event_type}.v{SCHEMA_VERSION}.schema.json"
         path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
         console.print(f"wrote {path}")
@@ -162,8 +172,13 @@ def replay_command() -> None:
 
 
 @main.command("demo")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".aifinops/demo"),
-              show_default=True, help="Folder for the demo's databases and logs; emptied first.")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".aifinops/demo"),
+    show_default=True,
+    help="Folder for the demo's databases and logs; emptied first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def demo_command(run_dir: Path, as_json: bool) -> None:
     """Run the five services on the sample provider files and print the report."""

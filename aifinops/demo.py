@@ -87,25 +87,37 @@ async def feed_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> N
     for name in SAMPLE_FILES:
         result = await import_file(examples / "data" / name, settings=settings, tenant=tenant)
         summary = result.summary
-        say(f"imported {name}: format {result.normaliser.format_name} (detected), read {summary.rows_read}, "
+        say(
+            f"imported {name}: format {result.normaliser.format_name} (detected), read {summary.rows_read}, "
             f"accepted {summary.accepted}, duplicate {summary.duplicates}, rejected {summary.rejected}, "
-            f"empty {summary.empty}", highlight=False)
+            f"empty {summary.empty}",
+            highlight=False,
+        )
 
     format_name, file_name = WEBHOOK_SAMPLE
     async with httpx.AsyncClient(timeout=30) as client:
-        response = await client.post(stack.url("ingest", f"/v1/usage/{format_name}"),
-                                     content=(examples / "data" / file_name).read_bytes(),
-                                     headers={"x-aifinops-tenant": tenant})
+        response = await client.post(
+            stack.url("ingest", f"/v1/usage/{format_name}"),
+            content=(examples / "data" / file_name).read_bytes(),
+            headers={"x-aifinops-tenant": tenant},
+        )
         response.raise_for_status()
-        say(f"webhook {file_name}: HTTP {response.status_code}, accepted {response.json()['accepted']}",
-            highlight=False)
+        say(
+            f"webhook {file_name}: HTTP {response.status_code}, accepted {response.json()['accepted']}", highlight=False
+        )
         outcomes = list(rows_from_csv((examples / "data" / OUTCOMES_FILE).read_bytes()))
-        response = await client.post(stack.url("value", "/v1/outcomes"), json=outcomes,
-                                     headers={"x-aifinops-tenant": tenant})
+        response = await client.post(
+            stack.url("value", "/v1/outcomes"), json=outcomes, headers={"x-aifinops-tenant": tenant}
+        )
         response.raise_for_status()
-        say(f"outcomes {OUTCOMES_FILE}: HTTP {response.status_code}, accepted {response.json()['accepted']}",
-            highlight=False)
+        say(
+            f"outcomes {OUTCOMES_FILE}: HTTP {response.status_code}, accepted {response.json()['accepted']}",
+            highlight=False,
+        )
 
     again = await import_file(examples / "data" / REIMPORTED_FILE, settings=settings, tenant=tenant)
-    say(f"re-imported {REIMPORTED_FILE}: accepted {again.summary.accepted}, "
-        f"duplicate {again.summary.duplicates} (nothing new is recorded)", highlight=False)
+    say(
+        f"re-imported {REIMPORTED_FILE}: accepted {again.summary.accepted}, "
+        f"duplicate {again.summary.duplicates} (nothing new is recorded)",
+        highlight=False,
+    )

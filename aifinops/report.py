@@ -87,16 +87,25 @@ async def _read_ledger(database: Database, tenant: str, report: Report) -> None:
     try:
         async with database.engine.connect() as connection:
             result = await connection.stream(
-                select(table.c.status, table.c.charge_category, table.c.cost_amount, table.c.cost_currency,
-                       table.c.team, table.c.provider, table.c.priced_model, table.c.model,
-                       table.c.quantities_json).where(table.c.tenant == tenant)
+                select(
+                    table.c.status,
+                    table.c.charge_category,
+                    table.c.cost_amount,
+                    table.c.cost_currency,
+                    table.c.team,
+                    table.c.provider,
+                    table.c.priced_model,
+                    table.c.model,
+                    table.c.quantities_json,
+                ).where(table.c.tenant == tenant)
             )
             async for row in result:
                 report.cost_events += 1
                 if row.status == "unpriced":
                     report.unpriced_events += 1
-                    report.unpriced_tokens += sum(int(Decimal(v)) for k, v in json.loads(row.quantities_json).items()
-                                                  if k.endswith("tokens"))
+                    report.unpriced_tokens += sum(
+                        int(Decimal(v)) for k, v in json.loads(row.quantities_json).items() if k.endswith("tokens")
+                    )
                     continue
                 if row.status == "priced":
                     report.priced_events += 1
@@ -109,7 +118,9 @@ async def _read_ledger(database: Database, tenant: str, report: Report) -> None:
                 report.spend[currency] = report.spend.get(currency, Decimal(0)) + amount
                 _add(report.by_team, row.team, currency, amount)
                 _add(report.by_provider, row.provider, currency, amount)
-                _add(report.by_model, (row.provider, row.priced_model or row.model or "(billed line)"), currency, amount)
+                _add(
+                    report.by_model, (row.provider, row.priced_model or row.model or "(billed line)"), currency, amount
+                )
     finally:
         await database.dispose()
 
@@ -118,15 +129,26 @@ async def _read_findings(database: Database, tenant: str, report: Report) -> Non
     table = RiskFinding.__table__  # type: ignore[attr-defined]
     try:
         async with database.engine.connect() as connection:
-            rows = (await connection.execute(
-                select(table).where(table.c.tenant == tenant).order_by(table.c.kind, table.c.subject, table.c.title)
-            )).all()
+            rows = (
+                await connection.execute(
+                    select(table).where(table.c.tenant == tenant).order_by(table.c.kind, table.c.subject, table.c.title)
+                )
+            ).all()
     finally:
         await database.dispose()
     report.findings = [
-        {"finding_id": row.finding_id, "kind": row.kind, "severity": row.severity, "status": row.status,
-         "subject": row.subject, "owner": row.owner, "title": row.title, "facts": json.loads(row.facts_json),
-         "interpretation": row.interpretation, "revision": row.revision}
+        {
+            "finding_id": row.finding_id,
+            "kind": row.kind,
+            "severity": row.severity,
+            "status": row.status,
+            "subject": row.subject,
+            "owner": row.owner,
+            "title": row.title,
+            "facts": json.loads(row.facts_json),
+            "interpretation": row.interpretation,
+            "revision": row.revision,
+        }
         for row in rows
     ]
 
@@ -135,18 +157,28 @@ async def _read_unit_economics(database: Database, tenant: str, report: Report) 
     table = ValueUnitEconomics.__table__  # type: ignore[attr-defined]
     try:
         async with database.engine.connect() as connection:
-            rows = (await connection.execute(
-                select(table).where(table.c.tenant == tenant).order_by(table.c.use_case, table.c.period,
-                                                                       table.c.outcome_kind)
-            )).all()
+            rows = (
+                await connection.execute(
+                    select(table)
+                    .where(table.c.tenant == tenant)
+                    .order_by(table.c.use_case, table.c.period, table.c.outcome_kind)
+                )
+            ).all()
     finally:
         await database.dispose()
     report.unit_economics = [
-        {"use_case": row.use_case, "period": row.period, "cost": str(row.cost_amount), "currency": row.currency,
-         "outcome_kind": row.outcome_kind, "outcomes": str(row.outcomes), "outcome_unit": row.outcome_unit,
-         "cost_per_outcome": str(row.cost_per_outcome) if row.cost_per_outcome is not None else None,
-         "value": str(row.value_amount) if row.value_amount is not None else None,
-         "cost_events": row.cost_event_count}
+        {
+            "use_case": row.use_case,
+            "period": row.period,
+            "cost": str(row.cost_amount),
+            "currency": row.currency,
+            "outcome_kind": row.outcome_kind,
+            "outcomes": str(row.outcomes),
+            "outcome_unit": row.outcome_unit,
+            "cost_per_outcome": str(row.cost_per_outcome) if row.cost_per_outcome is not None else None,
+            "value": str(row.value_amount) if row.value_amount is not None else None,
+            "cost_events": row.cost_event_count,
+        }
         for row in rows
     ]
 
@@ -155,15 +187,25 @@ async def _read_recommendations(database: Database, tenant: str, report: Report)
     table = OptimizerRecommendation.__table__  # type: ignore[attr-defined]
     try:
         async with database.engine.connect() as connection:
-            rows = (await connection.execute(
-                select(table).where(table.c.tenant == tenant).order_by(table.c.savings_amount.desc(), table.c.scope)
-            )).all()
+            rows = (
+                await connection.execute(
+                    select(table).where(table.c.tenant == tenant).order_by(table.c.savings_amount.desc(), table.c.scope)
+                )
+            ).all()
     finally:
         await database.dispose()
     report.recommendations = [
-        {"recommendation_id": row.recommendation_id, "kind": row.kind, "scope": row.scope,
-         "estimated_monthly_savings": str(row.savings_amount), "currency": row.currency,
-         "confidence": row.confidence, "arithmetic": row.arithmetic, "caveat": row.caveat, "status": row.status}
+        {
+            "recommendation_id": row.recommendation_id,
+            "kind": row.kind,
+            "scope": row.scope,
+            "estimated_monthly_savings": str(row.savings_amount),
+            "currency": row.currency,
+            "confidence": row.confidence,
+            "arithmetic": row.arithmetic,
+            "caveat": row.caveat,
+            "status": row.status,
+        }
         for row in rows
     ]
     report.recommendations.sort(key=lambda item: (-Decimal(item["estimated_monthly_savings"]), item["scope"]))
@@ -186,10 +228,14 @@ def render_report(report: Report, console: Console) -> None:
         f"Cost events: {report.cost_events} ({report.priced_events} priced from the catalogue, "
         f"{report.provider_billed_events} billed lines, {report.unpriced_events} unpriced)"
     )
-    console.print(f"Spend: {_money_cell(report.spend)}   Credits and refunds: {_money_cell(report.credits_and_refunds)}")
+    console.print(
+        f"Spend: {_money_cell(report.spend)}   Credits and refunds: {_money_cell(report.credits_and_refunds)}"
+    )
     if report.unpriced_events:
-        console.print(f"[bold yellow]Not in the totals:[/] {report.unpriced_events} unpriced usage events "
-                      f"({report.unpriced_tokens:,} tokens); see the unpriced-usage findings.")
+        console.print(
+            f"[bold yellow]Not in the totals:[/] {report.unpriced_events} unpriced usage events "
+            f"({report.unpriced_tokens:,} tokens); see the unpriced-usage findings."
+        )
     console.print("Amounts are rounded half-even to 4 decimal places; `aifinops report --json` gives exact values.\n")
 
     for title, values, header in (
@@ -213,8 +259,10 @@ def render_report(report: Report, console: Console) -> None:
 
     console.print("[bold]Findings[/]")
     for finding in report.findings:
-        console.print(f"- [bold]{finding['severity']}[/] {finding['kind']} {finding['subject']}: {finding['title']}",
-                      highlight=False)
+        console.print(
+            f"- [bold]{finding['severity']}[/] {finding['kind']} {finding['subject']}: {finding['title']}",
+            highlight=False,
+        )
         facts = ", ".join(f"{key}={value}" for key, value in finding["facts"].items())
         console.print(f"    facts: {facts}", highlight=False)
         console.print(f"    reading: {finding['interpretation']}", highlight=False)
@@ -227,9 +275,14 @@ def render_report(report: Report, console: Console) -> None:
         table.add_column(column, justify="right" if column not in ("use case", "month") else "left")
     for row in report.unit_economics:
         outcomes = f"{Decimal(row['outcomes']):,} {row['outcome_kind']}" if row["outcome_kind"] != "(none)" else "none"
-        table.add_row(row["use_case"], row["period"], f"{_shown(row['cost'])} {row['currency']}", outcomes,
-                      f"{_shown(row['cost_per_outcome'])} {row['currency']}" if row["cost_per_outcome"] else "-",
-                      f"{_shown(row['value'])} {row['currency']}" if row["value"] else "-")
+        table.add_row(
+            row["use_case"],
+            row["period"],
+            f"{_shown(row['cost'])} {row['currency']}",
+            outcomes,
+            f"{_shown(row['cost_per_outcome'])} {row['currency']}" if row["cost_per_outcome"] else "-",
+            f"{_shown(row['value'])} {row['currency']}" if row["value"] else "-",
+        )
     console.print(table)
 
     console.print("[bold]Recommendations[/]")
@@ -237,8 +290,10 @@ def render_report(report: Report, console: Console) -> None:
     for item in report.recommendations:
         savings = Decimal(item["estimated_monthly_savings"])
         total[item["currency"]] = total.get(item["currency"], Decimal(0)) + savings
-        console.print(f"- [bold]{item['kind']}[/] {item['scope']}: saves about {_shown(savings)} {item['currency']} "
-                      f"a month (confidence {item['confidence']})")
+        console.print(
+            f"- [bold]{item['kind']}[/] {item['scope']}: saves about {_shown(savings)} {item['currency']} "
+            f"a month (confidence {item['confidence']})"
+        )
         for line in item["arithmetic"].splitlines():
             console.print(f"    {line}", highlight=False)
         if item["caveat"]:

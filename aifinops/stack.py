@@ -66,8 +66,10 @@ class Stack:
     def settings(self) -> ServiceSettings:
         """Settings that point a process of our own (the CLI, a test) at this stack's broker and databases."""
         return ServiceSettings(
-            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers, DATABASE_URL=self.config.database_url,
-            AIFINOPS_DATA_DIR=str(self.data_dir), AIFINOPS_TENANT=self.config.tenant,
+            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers,
+            DATABASE_URL=self.config.database_url,
+            AIFINOPS_DATA_DIR=str(self.data_dir),
+            AIFINOPS_TENANT=self.config.tenant,
         )
 
     def environment(self) -> dict[str, str]:
@@ -116,7 +118,10 @@ class Stack:
         env = self.environment() | {"AIFINOPS_READY_FILE": str(ready_file)}
         with log_file.open("ab") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"], env=env, stdout=output, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", f"services.{name}"],
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.processes[name] = ServiceProcess(name, process, ready_file, log_file)
@@ -161,8 +166,9 @@ class Stack:
         while quiet < quiet_checks:
             for name, service in self.processes.items():
                 if service.process.poll() is not None:
-                    raise RuntimeError(f"service {name} exited with code {service.process.returncode}; "
-                                       f"see {service.log_file}")
+                    raise RuntimeError(
+                        f"service {name} exited with code {service.process.returncode}; see {service.log_file}"
+                    )
             pending = await self.pending_events()
             quiet = quiet + 1 if pending == 0 else 0
             if time.monotonic() > deadline:

@@ -40,13 +40,24 @@ def synthetic_usage(count: int, tenant: str) -> list[OutgoingEvent]:
     for index in range(count):
         period_start = start + timedelta(minutes=index % 40000)
         event = UsageRecorded(
-            event_id=str(uuid.uuid4()), occurred_at=period_start, source="bench", tenant=tenant,
-            correlation_id="bench", provider="openai", service="completions", model="gpt-5-mini-2025-08-07",
-            period_start=period_start, period_end=period_start + timedelta(minutes=1),
+            event_id=str(uuid.uuid4()),
+            occurred_at=period_start,
+            source="bench",
+            tenant=tenant,
+            correlation_id="bench",
+            provider="openai",
+            service="completions",
+            model="gpt-5-mini-2025-08-07",
+            period_start=period_start,
+            period_end=period_start + timedelta(minutes=1),
             dimensions=UsageDimensions(project_id="proj_4BhNtYH0z7dWbBtzhibxa65W", api_key_id=f"key_{index % 64}"),
-            quantities={UsageBucket.INPUT_UNCACHED_TOKENS: Decimal(1000 + index % 500),
-                        UsageBucket.CACHE_READ_TOKENS: Decimal(200), UsageBucket.OUTPUT_TOKENS: Decimal(300)},
-            request_count=3, evidence=Evidence(format="bench"),
+            quantities={
+                UsageBucket.INPUT_UNCACHED_TOKENS: Decimal(1000 + index % 500),
+                UsageBucket.CACHE_READ_TOKENS: Decimal(200),
+                UsageBucket.OUTPUT_TOKENS: Decimal(300),
+            },
+            request_count=3,
+            evidence=Evidence(format="bench"),
         )
         events.append(OutgoingEvent.of(Topic.USAGE_RECORDED, event, key=f"openai:api_key_id:key_{index % 64}"))
     return events
@@ -60,7 +71,7 @@ async def produce(bootstrap: str, events: list[OutgoingEvent], topic: str | None
             events = [OutgoingEvent(topic, e.key, e.value, e.event_id, e.event_type, e.correlation_id) for e in events]
         started = time.perf_counter()
         for offset in range(0, len(events), 5000):
-            await publisher.publish(events[offset:offset + 5000])
+            await publisher.publish(events[offset : offset + 5000])
         return time.perf_counter() - started
     finally:
         await publisher.stop()
@@ -70,13 +81,17 @@ async def run(count: int) -> dict[str, object]:
     configure_logging("bench", level="WARNING")
     run_dir = Path(tempfile.mkdtemp(prefix="aifinops-bench-"))
     database_url = os.environ.get("DATABASE_URL") or None
-    stack = Stack(StackConfig(
-        run_dir=run_dir, tenant="bench", database_url=database_url,
-        bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-        allocation_rules=EXAMPLES / "config" / "allocation_rules.yaml",
-        budgets=EXAMPLES / "config" / "budgets.yaml",
-        optimizer_policy=EXAMPLES / "config" / "optimizer.yaml",
-    ))
+    stack = Stack(
+        StackConfig(
+            run_dir=run_dir,
+            tenant="bench",
+            database_url=database_url,
+            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            allocation_rules=EXAMPLES / "config" / "allocation_rules.yaml",
+            budgets=EXAMPLES / "config" / "budgets.yaml",
+            optimizer_policy=EXAMPLES / "config" / "optimizer.yaml",
+        )
+    )
     try:
         await stack.start()
         tenant = f"bench-{uuid.uuid4().hex[:8]}"

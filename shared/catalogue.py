@@ -22,8 +22,18 @@ from pathlib import Path
 
 from shared.events import ServiceTier, UsageBucket
 
-PRICE_COLUMNS = ("provider", "model", "bucket", "service_tier", "unit_price", "price_per", "currency",
-                 "effective_from", "effective_to", "source")
+PRICE_COLUMNS = (
+    "provider",
+    "model",
+    "bucket",
+    "service_tier",
+    "unit_price",
+    "price_per",
+    "currency",
+    "effective_from",
+    "effective_to",
+    "source",
+)
 ALIAS_COLUMNS = ("provider", "alias", "model")
 
 
@@ -46,8 +56,10 @@ class PriceRow:
 
     @property
     def row_id(self) -> str:
-        return (f"{self.provider}/{self.model}/{self.service_tier.value}/{self.bucket.value}/"
-                f"{self.effective_from.date().isoformat()}")
+        return (
+            f"{self.provider}/{self.model}/{self.service_tier.value}/{self.bucket.value}/"
+            f"{self.effective_from.date().isoformat()}"
+        )
 
     def covers(self, instant: datetime) -> bool:
         return self.effective_from <= instant and (self.effective_to is None or instant < self.effective_to)
@@ -78,10 +90,16 @@ class PriceCatalogue:
 
     @classmethod
     def load(cls, prices_path: Path | None = None, aliases_path: Path | None = None) -> PriceCatalogue:
-        prices_text = (prices_path.read_text() if prices_path
-                       else resources.files("shared.data").joinpath("prices.csv").read_text())
-        aliases_text = (aliases_path.read_text() if aliases_path
-                        else resources.files("shared.data").joinpath("model_aliases.csv").read_text())
+        prices_text = (
+            prices_path.read_text()
+            if prices_path
+            else resources.files("shared.data").joinpath("prices.csv").read_text()
+        )
+        aliases_text = (
+            aliases_path.read_text()
+            if aliases_path
+            else resources.files("shared.data").joinpath("model_aliases.csv").read_text()
+        )
         digest = hashlib.sha256(prices_text.encode() + b"\0" + aliases_text.encode()).hexdigest()
         prices_name = str(prices_path or "prices.csv")
         rows = [cls._parse_row(row, f"{prices_name} line {line}") for line, row in _read_csv(prices_text)]
@@ -130,11 +148,21 @@ class PriceCatalogue:
         provider, model = row["provider"].strip(), row["model"].strip()
         if not provider or not model:
             raise CatalogueError(f"{where}: provider and model must not be empty")
-        return PriceRow(provider, model, bucket, tier, unit_price, int(price_per_text), currency, effective_from,
-                        effective_to, row["source"].strip())
+        return PriceRow(
+            provider,
+            model,
+            bucket,
+            tier,
+            unit_price,
+            int(price_per_text),
+            currency,
+            effective_from,
+            effective_to,
+            row["source"].strip(),
+        )
 
     def _validate(self) -> None:
-        for key, rows in self._rows.items():
+        for rows in self._rows.values():
             rows.sort(key=lambda row: row.effective_from)
             for earlier, later in zip(rows, rows[1:], strict=False):
                 if earlier.effective_to is None or earlier.effective_to > later.effective_from:
@@ -155,13 +183,16 @@ class PriceCatalogue:
         if bucket is UsageBucket.CACHE_READ_TOKENS:
             base = self.price(provider, model, tier, UsageBucket.INPUT_UNCACHED_TOKENS, at)
             if base is not None and row.unit_price * base.price_per > base.unit_price * row.price_per:
-                raise CatalogueError(f"price row {row.row_id}: cache read {row.unit_price} is dearer than input "
-                                     f"{base.unit_price}")
+                raise CatalogueError(
+                    f"price row {row.row_id}: cache read {row.unit_price} is dearer than input {base.unit_price}"
+                )
         if tier in (ServiceTier.BATCH, ServiceTier.FLEX):
             standard = self.price(provider, model, ServiceTier.STANDARD, bucket, at)
             if standard is not None and row.unit_price * standard.price_per > standard.unit_price * row.price_per:
-                raise CatalogueError(f"price row {row.row_id}: {tier.value} price {row.unit_price} is dearer than "
-                                     f"standard {standard.unit_price}")
+                raise CatalogueError(
+                    f"price row {row.row_id}: {tier.value} price {row.unit_price} is dearer than "
+                    f"standard {standard.unit_price}"
+                )
 
     def resolve_model(self, provider: str, model: str) -> str | None:
         """Return the catalogue id of a model id, through the alias table; None when unknown."""
@@ -172,9 +203,7 @@ class PriceCatalogue:
     def models(self) -> set[tuple[str, str]]:
         return set(self._models)
 
-    def price(
-        self, provider: str, model: str, tier: ServiceTier, bucket: UsageBucket, at: datetime
-    ) -> PriceRow | None:
+    def price(self, provider: str, model: str, tier: ServiceTier, bucket: UsageBucket, at: datetime) -> PriceRow | None:
         """Return the row in effect at ``at``, or None; reasoning falls back to the output row only."""
         for row in self._rows.get((provider, model, tier, bucket), ()):
             if row.covers(at):

@@ -140,7 +140,10 @@ class BatchProcessor(Generic[EventT]):
                 await asyncio.sleep(self.retry_pause_s)
                 raise
             log.warning(
-                "batch.failed_isolating", consumer=self.dead_letters.consumer, size=len(decoded), error=repr(error)[:300]
+                "batch.failed_isolating",
+                consumer=self.dead_letters.consumer,
+                size=len(decoded),
+                error=repr(error)[:300],
             )
             for item in decoded:
                 await self._handle_alone(item)
@@ -152,7 +155,9 @@ class BatchProcessor(Generic[EventT]):
         except ValidationError as error:
             field_path, reason = describe_validation_error(error)
             await self.dead_letters.send(
-                original=raw, reason=f"invalid {self.event_model.EVENT_TYPE} event: {reason}", field_path=field_path,
+                original=raw,
+                reason=f"invalid {self.event_model.EVENT_TYPE} event: {reason}",
+                field_path=field_path,
                 record=record,
             )
             return None
@@ -169,8 +174,11 @@ class BatchProcessor(Generic[EventT]):
                     raise
                 last_error = error
                 log.warning(
-                    "message.failed", consumer=self.dead_letters.consumer, event_id=item.event.event_id,
-                    attempt=attempt, error=repr(error)[:300],
+                    "message.failed",
+                    consumer=self.dead_letters.consumer,
+                    event_id=item.event.event_id,
+                    attempt=attempt,
+                    error=repr(error)[:300],
                 )
                 await asyncio.sleep(min(self.retry_pause_s * attempt, 5.0) / 10)
         raw = item.record.value if isinstance(item.record.value, bytes) else b""

@@ -157,3 +157,39 @@ def upsert(connection: AsyncConnection, table: Table, key_columns: Sequence[str]
         index_elements=list(key_columns),
         set_={name: statement.excluded[name] for name in update_columns},
     )
+
+
+async def replace_older_revisions(
+    connection: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], *, key: str, revision: str = "revision"
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Store rows whose revision is newer than what the table holds for their key, replacing the older rows.
+
+    Several rows may share a key (one per share of a split cost); they carry the same revision. Returns the rows
+    that were stored and the older rows they replaced, so callers can recompute whatever both touched. Rows with
+    a revision the table already holds, or an older one, are skipped: replaying them changes nothing.
+    """
+    if not rows:
+        return [], []
+    newest: dict[Any, int] = {}
+    for row in rows:
+        newest[row[key]] = max(newest.get(row[key], 0), row[revision])
+    candidates = [row for row in rows if row[revision] == newest[row[key]]]
+    keys = list(newest)
+    stored: dict[Any, int] = {}
+    previous: list[Any] = []
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        result = await connection.execute(table.select().where(table.c[key].in_(chunk)))
+        for existing in result:
+            previous.append(existing)
+            stored[existing._mapping[key]] = max(stored.get(existing._mapping[key], 0), existing._mapping[revision])
+    fresh = [row for row in candidates if row[revision] > stored.get(row[key], 0)]
+    replaced_keys = {row[key] for row in fresh if row[key] in stored}
+    replaced = [existing for existing in previous if existing._mapping[key] in replaced_keys]
+    for start in range(0, len(keys), 1000):
+        chunk = [value for value in keys[start : start + 1000] if value in replaced_keys]
+        if chunk:
+            await connection.execute(table.delete().where(table.c[key].in_(chunk)))
+    if fresh:
+        await connection.execute(table.insert(), fresh)
+    return fresh, replaced

@@ -232,6 +232,23 @@ class Allocation(FrozenModel):
     rule_id: NonEmptyStr = Field(description="Id of the rule that matched, or 'unallocated'.")
 
 
+class AllocationShare(FrozenModel):
+    """The part of a cost that one owner carries; a cost split between owners has one share each."""
+
+    allocation: Allocation
+    fraction: Decimal = Field(description="Share of the cost, between 0 and 1; the shares of a cost add up to 1.")
+    amount: Money | None = Field(description="This share's cost; None when the cost is unpriced.")
+
+
+class CostCorrection(FrozenModel):
+    """Why a later revision of a cost replaced an earlier one, with the amount it replaced."""
+
+    previous_revision: int = Field(ge=1)
+    previous_status: CostStatus
+    previous_cost: Money | None
+    reason: NonEmptyStr
+
+
 class CostLine(FrozenModel):
     """One bucket of usage times its unit price."""
 
@@ -268,7 +285,24 @@ class CostAllocated(EventEnvelope):
     cost: Money | None = Field(description="Total cost; None when unpriced.")
     provider_cost: Money | None = None
     catalogue_version: str | None = None
-    allocation: Allocation
+    allocation: Allocation = Field(description="The primary owner: the owner of the first share.")
+    shares: tuple[AllocationShare, ...] = Field(
+        default=(), description="Who carries the cost; without shares the primary owner carries all of it."
+    )
+    revision: int = Field(
+        default=1, ge=1, description="A higher revision of the same usage event replaces a lower one."
+    )
+    correction: CostCorrection | None = Field(default=None, description="Set on revisions above 1.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_share(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("shares") and data.get("allocation") is not None:
+            data = {
+                **data,
+                "shares": ({"allocation": data["allocation"], "fraction": Decimal(1), "amount": data.get("cost")},),
+            }
+        return data
 
     @model_validator(mode="after")
     def _status_matches_cost(self) -> CostAllocated:
@@ -276,7 +310,37 @@ class CostAllocated(EventEnvelope):
             raise ValueError("an unpriced cost event must not carry a cost")
         if self.status is not CostStatus.UNPRICED and self.cost is None:
             raise ValueError(f"a {self.status.value} cost event must carry a cost")
+        if sum((share.fraction for share in self.shares), Decimal(0)) != 1:
+            raise ValueError("share fractions must add up to exactly 1")
+        if self.cost is not None:
+            amounts = [share.amount for share in self.shares]
+            if any(amount is None or amount.currency != self.cost.currency for amount in amounts):
+                raise ValueError(f"every share of a priced cost needs an amount in {self.cost.currency}")
+            if sum((amount.amount for amount in amounts if amount), Decimal(0)) != self.cost.amount:
+                raise ValueError("share amounts must add up to exactly the cost")
+        if (self.revision > 1) != (self.correction is not None):
+            raise ValueError("a correction is required on revisions above 1 and only there")
         return self
+
+
+class CostVarianceDetected(EventEnvelope):
+    """Allocation's cost differs from the cost the provider reported beyond the configured tolerance."""
+
+    EVENT_TYPE: ClassVar[str] = "cost.variance_detected"
+    event_type: Literal["cost.variance_detected"] = "cost.variance_detected"
+
+    provider: NonEmptyStr
+    day: NonEmptyStr = Field(description="UTC day compared, 'YYYY-MM-DD'.")
+    model: str | None = Field(default=None, description="None when the provider reports cost per day only.")
+    computed_cost: Money = Field(description="What aifinops computed from usage and the price catalogue.")
+    provider_cost: Money = Field(description="What the provider reported it charged.")
+    variance: Money = Field(description="provider_cost minus computed_cost.")
+    variance_percent: Decimal | None = Field(
+        description="variance / provider_cost × 100; None when provider_cost is 0."
+    )
+    tolerance_percent: Decimal
+    likely_cause: NonEmptyStr
+    evidence_event_ids: tuple[str, ...] = ()
 
 
 class Severity(StrEnum):
@@ -394,6 +458,7 @@ EVENT_MODELS: dict[str, type[EventEnvelope]] = {
     for model in (
         UsageRecorded,
         CostAllocated,
+        CostVarianceDetected,
         RiskFlagged,
         OutcomeRecorded,
         ValueMapped,
@@ -405,6 +470,7 @@ EVENT_MODELS: dict[str, type[EventEnvelope]] = {
 AnyEvent = Annotated[
     UsageRecorded
     | CostAllocated
+    | CostVarianceDetected
     | RiskFlagged
     | OutcomeRecorded
     | ValueMapped

@@ -25,8 +25,12 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "logfmt")
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
     ]
-    renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.processors.LogfmtRenderer(
-        key_order=["timestamp", "level", "event", "service"], drop_missing=True
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.processors.LogfmtRenderer(
+            key_order=["timestamp", "level", "event", "service"], drop_missing=True
+        )
     )
     structlog.configure(
         processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -107,15 +107,27 @@ class Outbox:
         columns = self.table.c
         async with self.database.engine.connect() as connection:
             result = await connection.execute(
-                select(columns.event_id, columns.topic, columns.key, columns.value, columns.event_type,
-                       columns.correlation_id)
+                select(
+                    columns.event_id,
+                    columns.topic,
+                    columns.key,
+                    columns.value,
+                    columns.event_type,
+                    columns.correlation_id,
+                )
                 .where(columns.published.is_(False), columns.created_at <= cutoff)
                 .order_by(columns.seq)
                 .limit(limit)
             )
             pending = [
-                OutgoingEvent(topic=row.topic, key=row.key, value=row.value, event_id=row.event_id,
-                              event_type=row.event_type, correlation_id=row.correlation_id)
+                OutgoingEvent(
+                    topic=row.topic,
+                    key=row.key,
+                    value=row.value,
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    correlation_id=row.correlation_id,
+                )
                 for row in result
             ]
         if pending:

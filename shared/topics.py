@@ -13,12 +13,25 @@ from enum import StrEnum
 class Topic(StrEnum):
     USAGE_RECORDED = "aifinops.usage.recorded.v1"
     COST_ALLOCATED = "aifinops.cost.allocated.v1"
+    COST_VARIANCE_DETECTED = "aifinops.cost.variance-detected.v1"
     RISK_FLAGGED = "aifinops.risk.flagged.v1"
     OUTCOME_RECORDED = "aifinops.value.outcome-recorded.v1"
     VALUE_MAPPED = "aifinops.value.mapped.v1"
     SAVINGS_RECOMMENDED = "aifinops.optimizer.savings-recommended.v1"
     DEAD_LETTER = "aifinops.dead-letter.v1"
 
+
+#: The topic that carries each event type.
+EVENT_TOPICS: dict[str, Topic] = {
+    "usage.recorded": Topic.USAGE_RECORDED,
+    "cost.allocated": Topic.COST_ALLOCATED,
+    "cost.variance_detected": Topic.COST_VARIANCE_DETECTED,
+    "risk.flagged": Topic.RISK_FLAGGED,
+    "outcome.recorded": Topic.OUTCOME_RECORDED,
+    "value.mapped": Topic.VALUE_MAPPED,
+    "savings.recommended": Topic.SAVINGS_RECOMMENDED,
+    "dead_letter.recorded": Topic.DEAD_LETTER,
+}
 
 #: Partitions created for every topic by `aifinops` itself (demo, tests, bench).
 #: A deployed cluster may use more; keys keep per-key order whatever the count.

@@ -20,8 +20,8 @@ from shared.topics import Topic
 log = get_logger(__name__)
 
 
-def cost_event_id(usage_event_id: str) -> str:
-    return f"cost:{usage_event_id}"
+def cost_event_id(usage_event_id: str, revision: int = 1) -> str:
+    return f"cost:{usage_event_id}:r{revision}"
 
 
 def allocate(event: UsageRecorded, catalogue: PriceCatalogue, rules: AllocationRules) -> CostAllocated:
@@ -84,6 +84,8 @@ def ledger_row(cost: CostAllocated) -> dict[str, object]:
         "lines_json": json.dumps([line.model_dump(mode="json") for line in cost.lines]),
         "quantities_json": json.dumps({bucket.value: str(value) for bucket, value in cost.quantities.items()}),
         "dimensions_json": cost.dimensions.model_dump_json(),
+        "shares_json": json.dumps([share.model_dump(mode="json") for share in cost.shares]),
+        "revision": cost.revision,
         "recorded_at": utc_now(),
     }
 
@@ -99,16 +101,22 @@ class AllocationHandler:
         costs = [allocate(item.event, self.catalogue, self.rules) for item in batch]
         async with self.database.transaction() as connection:
             inserted = await insert_new_rows(
-                connection, CostLedgerEntry.__table__, [ledger_row(cost) for cost in costs],  # type: ignore[attr-defined]
+                connection,
+                CostLedgerEntry.__table__,
+                [ledger_row(cost) for cost in costs],  # type: ignore[attr-defined]
                 ["usage_event_id"],
             )
             new_usage_ids = {key[0] for key in inserted}
             fresh = [cost for cost in costs if cost.usage_event_id in new_usage_ids]
-            outgoing = [OutgoingEvent.of(Topic.COST_ALLOCATED, cost, key=f"team:{cost.allocation.team}")
-                        for cost in fresh]
+            outgoing = [
+                OutgoingEvent.of(Topic.COST_ALLOCATED, cost, key=f"usage:{cost.usage_event_id}") for cost in fresh
+            ]
             await self.outbox.add(connection, outgoing)
         unpriced = sum(1 for cost in fresh if cost.status is CostStatus.UNPRICED)
         if unpriced:
-            log.warning("allocation.unpriced_usage", events=unpriced,
-                        reasons=";".join(sorted({cost.unpriced_reason or "" for cost in fresh if cost.unpriced_reason}))[:500])
+            log.warning(
+                "allocation.unpriced_usage",
+                events=unpriced,
+                reasons=";".join(sorted({cost.unpriced_reason or "" for cost in fresh if cost.unpriced_reason}))[:500],
+            )
         await self.outbox.send_now(outgoing)

@@ -37,8 +37,10 @@ def price_usage(event: UsageRecorded, catalogue: PriceCatalogue) -> PricedUsage:
         return _unpriced("the event has neither usage quantities nor a provider cost")
 
     if event.model is None:
-        return _unpriced(f"{event.provider} did not report a model for this usage, so no price applies "
-                         "(export usage grouped by model)")
+        return _unpriced(
+            f"{event.provider} did not report a model for this usage, so no price applies "
+            "(export usage grouped by model)"
+        )
     priced_model = catalogue.resolve_model(event.provider, event.model)
     if priced_model is None:
         return _unpriced(f"model {event.model!r} of {event.provider} is not in price catalogue {catalogue.version}")
@@ -65,19 +67,26 @@ def price_usage(event: UsageRecorded, catalogue: PriceCatalogue) -> PricedUsage:
                 priced_model,
             )
         amount = ARITHMETIC.divide(ARITHMETIC.multiply(quantity, row.unit_price), row.price_per)
-        lines.append(CostLine(
-            bucket=bucket, quantity=quantity, unit=BUCKET_UNITS[bucket],
-            unit_price=Money(amount=row.unit_price, currency=row.currency), price_per=row.price_per,
-            amount=Money(amount=amount, currency=row.currency), price_row_id=row.row_id,
-        ))
+        lines.append(
+            CostLine(
+                bucket=bucket,
+                quantity=quantity,
+                unit=BUCKET_UNITS[bucket],
+                unit_price=Money(amount=row.unit_price, currency=row.currency),
+                price_per=row.price_per,
+                amount=Money(amount=amount, currency=row.currency),
+                price_row_id=row.row_id,
+            )
+        )
 
     # With every quantity zero there are no lines, so the total takes the model's catalogue currency.
     currencies = {line.amount.currency for line in lines} or {
         catalogue.rows_for(event.provider, priced_model)[0].currency
     }
     if len(currencies) > 1:
-        return _unpriced(f"prices for {priced_model} are in several currencies ({', '.join(sorted(currencies))})",
-                         priced_model)
+        return _unpriced(
+            f"prices for {priced_model} are in several currencies ({', '.join(sorted(currencies))})", priced_model
+        )
     total = Money.zero(currencies.pop())
     for line in lines:
         total = Money(amount=ARITHMETIC.add(total.amount, line.amount.amount), currency=total.currency)

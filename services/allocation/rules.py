@@ -111,7 +111,10 @@ def _parse_rule(entry: Any, where: str) -> AllocationRule:
         if not isinstance(allocate.get(required), str) or not allocate[required]:
             raise RulesError(f"{where}.allocate.{required}: must be a non-empty string")
     allocation = Allocation(
-        team=allocate["team"], cost_centre=allocate["cost_centre"], use_case=allocate.get("use_case"),
-        environment=allocate.get("environment"), rule_id=rule_id,
+        team=allocate["team"],
+        cost_centre=allocate["cost_centre"],
+        use_case=allocate.get("use_case"),
+        environment=allocate.get("environment"),
+        rule_id=rule_id,
     )
     return AllocationRule(rule_id=rule_id, conditions=conditions, tags=dict(tags), allocation=allocation)

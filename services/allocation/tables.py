@@ -47,6 +47,8 @@ class CostLedgerEntry(SQLModel, table=True):
     lines_json: str = Field(sa_column=Column(Text, nullable=False))
     quantities_json: str = Field(sa_column=Column(Text, nullable=False))
     dimensions_json: str = Field(sa_column=Column(Text, nullable=False))
+    shares_json: str = Field(sa_column=Column(Text, nullable=False))
+    revision: int = 1
     recorded_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 

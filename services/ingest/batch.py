@@ -23,8 +23,8 @@ from shared.consumer import DeadLetters
 from shared.db import Database
 from shared.events import utc_now
 from shared.kafka import EventPublisher, ensure_topics
-from shared.outbox import Outbox
 from shared.logging import get_logger
+from shared.outbox import Outbox
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -80,14 +80,21 @@ async def import_file(
         await database.create_tables(TABLES)
         connected = await _connect(publisher, settings)
         outbox = Outbox("ingest", database, publisher)
-        recorder = Recorder(database, outbox, DeadLetters(publisher, "ingest.import") if connected else None,
-                            send=connected)
-        context = ImportContext(tenant=tenant, correlation_id=f"import:{uuid.uuid4()}", received_at=utc_now(),
-                                file_name=path.name, channel="file")
+        recorder = Recorder(
+            database, outbox, DeadLetters(publisher, "ingest.import") if connected else None, send=connected
+        )
+        context = ImportContext(
+            tenant=tenant,
+            correlation_id=f"import:{uuid.uuid4()}",
+            received_at=utc_now(),
+            file_name=path.name,
+            channel="file",
+        )
         with path.open("rb") as raw:
             stream: IO[bytes] = io.BufferedReader(CountingReader(raw, on_bytes)) if on_bytes else raw
-            summary = await recorder.record(stream, normaliser=normaliser, context=context,
-                                            input_sha256=file_sha256(path))
+            summary = await recorder.record(
+                stream, normaliser=normaliser, context=context, input_sha256=file_sha256(path)
+            )
         return FileImport(normaliser, detected, summary)
     finally:
         await publisher.stop()
@@ -99,8 +106,11 @@ async def _connect(publisher: EventPublisher, settings: ServiceSettings) -> bool
         await ensure_topics(settings.kafka_bootstrap_servers)
         await publisher.start()
     except KafkaError as error:
-        log.warning("import.broker_unreachable", bootstrap_servers=settings.kafka_bootstrap_servers,
-                    error=repr(error)[:200],
-                    hint="events stay in the ingest outbox until the ingest service sends them")
+        log.warning(
+            "import.broker_unreachable",
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            error=repr(error)[:200],
+            hint="events stay in the ingest outbox until the ingest service sends them",
+        )
         return False
     return True

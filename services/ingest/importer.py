@@ -161,21 +161,38 @@ class Recorder:
                 summary.rejected += 1
                 if len(summary.rejections) < MAX_REPORTED_REJECTIONS:
                     summary.rejections.append(Rejection(row.row_number, row.error.field_path, row.error.reason))
-                rejected_rows.append({
-                    "tenant": context.tenant, "input_sha256": summary.input_sha256, "source_format": format_name,
-                    "channel": context.channel, "file_name": context.file_name, "row_number": row.row_number,
-                    "field_path": row.error.field_path, "reason": row.error.reason, "raw": row.raw,
-                    "received_at": received_at,
-                })
+                rejected_rows.append(
+                    {
+                        "tenant": context.tenant,
+                        "input_sha256": summary.input_sha256,
+                        "source_format": format_name,
+                        "channel": context.channel,
+                        "file_name": context.file_name,
+                        "row_number": row.row_number,
+                        "field_path": row.error.field_path,
+                        "reason": row.error.reason,
+                        "raw": row.raw,
+                        "received_at": received_at,
+                    }
+                )
             elif row.event is not None:
                 event = row.event
                 event_json = event.model_dump_json()
-                event_rows.append({
-                    "event_id": event.event_id, "tenant": event.tenant, "source_format": format_name,
-                    "channel": context.channel, "file_name": context.file_name, "row_number": row.row_number,
-                    "raw": row.raw, "raw_sha256": event.evidence.raw_sha256 or "", "event_json": event_json,
-                    "received_at": received_at, "occurred_at": event.occurred_at,
-                })
+                event_rows.append(
+                    {
+                        "event_id": event.event_id,
+                        "tenant": event.tenant,
+                        "source_format": format_name,
+                        "channel": context.channel,
+                        "file_name": context.file_name,
+                        "row_number": row.row_number,
+                        "raw": row.raw,
+                        "raw_sha256": event.evidence.raw_sha256 or "",
+                        "event_json": event_json,
+                        "received_at": received_at,
+                        "occurred_at": event.occurred_at,
+                    }
+                )
                 key = stable_key(event.dimensions.model_dump(), event.provider)
                 outgoing[event.event_id] = OutgoingEvent.of(Topic.USAGE_RECORDED, event, key)
 
@@ -185,7 +202,9 @@ class Recorder:
             fresh = [outgoing[event_id] for event_id in outgoing if event_id in new_ids]
             await self.outbox.add(connection, fresh)
             await insert_new_rows(
-                connection, IngestRejectedRow.__table__, rejected_rows,  # type: ignore[attr-defined]
+                connection,
+                IngestRejectedRow.__table__,
+                rejected_rows,  # type: ignore[attr-defined]
                 ["tenant", "input_sha256", "row_number"],
             )
         summary.accepted += len(fresh)
@@ -216,8 +235,13 @@ class Recorder:
         async with self.database.transaction() as connection:
             await connection.execute(
                 IngestImport.__table__.insert().values(  # type: ignore[attr-defined]
-                    import_id=import_id, tenant=context.tenant, channel=context.channel, file_name=context.file_name,
-                    input_sha256=summary.input_sha256, source_format=summary.format_name, started_at=utc_now(),
+                    import_id=import_id,
+                    tenant=context.tenant,
+                    channel=context.channel,
+                    file_name=context.file_name,
+                    input_sha256=summary.input_sha256,
+                    source_format=summary.format_name,
+                    started_at=utc_now(),
                     status="running",
                 )
             )
@@ -226,9 +250,15 @@ class Recorder:
         table = IngestImport.__table__  # type: ignore[attr-defined]
         async with self.database.transaction() as connection:
             await connection.execute(
-                update(table).where(table.c.import_id == import_id).values(
-                    finished_at=utc_now(), rows_read=summary.rows_read, accepted=summary.accepted,
-                    duplicates=summary.duplicates, rejected=summary.rejected, empty=summary.empty,
+                update(table)
+                .where(table.c.import_id == import_id)
+                .values(
+                    finished_at=utc_now(),
+                    rows_read=summary.rows_read,
+                    accepted=summary.accepted,
+                    duplicates=summary.duplicates,
+                    rejected=summary.rejected,
+                    empty=summary.empty,
                     status="rejected" if summary.rejected else "done",
                 )
             )

@@ -6,7 +6,16 @@ from shared.settings import ServiceSettings
 
 
 class IngestSettings(ServiceSettings):
-    http_port: int = Field(default=8080, ge=0, le=65535, validation_alias=AliasChoices("INGEST_HTTP_PORT"),
-                           description="Port of the webhook HTTP server; 0 picks a free one.")
-    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, validation_alias=AliasChoices("INGEST_MAX_BODY_BYTES"),
-                                description="Largest webhook body accepted, in bytes; larger bodies get 413.")
+    http_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("INGEST_HTTP_PORT"),
+        description="Port of the webhook HTTP server; 0 picks a free one.",
+    )
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        gt=0,
+        validation_alias=AliasChoices("INGEST_MAX_BODY_BYTES"),
+        description="Largest webhook body accepted, in bytes; larger bodies get 413.",
+    )

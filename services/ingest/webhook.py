@@ -61,20 +61,25 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
             return JSONResponse({"error": f"body is larger than {settings.max_body_bytes} bytes"}, status_code=413)
         tenant = request.headers.get(TENANT_HEADER) or settings.tenant
         correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
-        context = ImportContext(tenant=tenant, correlation_id=correlation_id, received_at=utc_now(),
-                                file_name=None, channel="webhook")
+        context = ImportContext(
+            tenant=tenant, correlation_id=correlation_id, received_at=utc_now(), file_name=None, channel="webhook"
+        )
         try:
             summary = await recorder.record(
-                io.BytesIO(body), normaliser=normaliser, context=context,
-                input_sha256=hashlib.sha256(body).hexdigest(), all_or_nothing=True,
+                io.BytesIO(body),
+                normaliser=normaliser,
+                context=context,
+                input_sha256=hashlib.sha256(body).hexdigest(),
+                all_or_nothing=True,
             )
         except InvalidSyntax as error:
             return JSONResponse({"error": str(error)}, status_code=400)
         except FormatError as error:
             return JSONResponse({"error": str(error)}, status_code=422)
         if summary.rejected:
-            return JSONResponse({"error": "the payload has invalid rows; nothing was recorded",
-                                 **summary.as_dict()}, status_code=422)
+            return JSONResponse(
+                {"error": "the payload has invalid rows; nothing was recorded", **summary.as_dict()}, status_code=422
+            )
         return JSONResponse(
             {**summary.as_dict(), "event_ids": summary.accepted_event_ids, "correlation_id": correlation_id},
             status_code=202,
@@ -86,8 +91,10 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
     async def formats(_request: Request) -> JSONResponse:
         return JSONResponse({name: normaliser.description for name, normaliser in NORMALISERS.items()})
 
-    return Starlette(routes=[
-        Route("/v1/usage/{format_name}", receive_usage, methods=["POST"]),
-        Route("/v1/formats", formats, methods=["GET"]),
-        Route("/healthz", health, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/v1/usage/{format_name}", receive_usage, methods=["POST"]),
+            Route("/v1/formats", formats, methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+        ]
+    )

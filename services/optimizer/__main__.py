@@ -20,8 +20,11 @@ async def main() -> None:
     runtime = ServiceRuntime("optimizer", settings)
     policy = OptimizerPolicy.load(settings.config_file)
     catalogue = PriceCatalogue.load()
-    log.info("optimizer.configured", catalogue_version=catalogue.version,
-             non_interactive_use_cases=",".join(sorted(policy.non_interactive_use_cases)))
+    log.info(
+        "optimizer.configured",
+        catalogue_version=catalogue.version,
+        non_interactive_use_cases=",".join(sorted(policy.non_interactive_use_cases)),
+    )
     handler = OptimizerHandler(runtime.database, runtime.outbox, catalogue, policy, load_alternatives())
     runtime.subscribe(Topic.COST_ALLOCATED, CostAllocated, handler.handle)
     await runtime.run(TABLES)

@@ -21,8 +21,12 @@ from shared.catalogue import PriceCatalogue, PriceRow
 from shared.events import ServiceTier, UsageBucket
 
 ARITHMETIC = decimal.Context(prec=50)
-INPUT_BUCKETS = (UsageBucket.INPUT_UNCACHED_TOKENS, UsageBucket.CACHE_READ_TOKENS, UsageBucket.CACHE_WRITE_TOKENS,
-                 UsageBucket.CACHE_WRITE_1H_TOKENS)
+INPUT_BUCKETS = (
+    UsageBucket.INPUT_UNCACHED_TOKENS,
+    UsageBucket.CACHE_READ_TOKENS,
+    UsageBucket.CACHE_WRITE_TOKENS,
+    UsageBucket.CACHE_WRITE_1H_TOKENS,
+)
 OUTPUT_BUCKETS = (UsageBucket.OUTPUT_TOKENS, UsageBucket.REASONING_TOKENS)
 
 
@@ -81,8 +85,8 @@ def _compare(
         lines.append(
             f"{bucket.value}: {_number(quantity)} × ({_number(now.unit_price)} − {_number(alt.unit_price)}) "
             f"{currency} per {now.price_per:,} = {_number(delta)} {currency}"
-            if now.price_per == alt.price_per else
-            f"{bucket.value}: {_number(quantity)} × ({_number(now.unit_price)}/{now.price_per:,} − "
+            if now.price_per == alt.price_per
+            else f"{bucket.value}: {_number(quantity)} × ({_number(now.unit_price)}/{now.price_per:,} − "
             f"{_number(alt.unit_price)}/{alt.price_per:,}) {currency} = {_number(delta)} {currency}"
         )
     return savings, currency, lines
@@ -92,18 +96,21 @@ def batch_tier_estimate(
     provider: str, model: str, month: str, samples: Sequence[UsageSample], catalogue: PriceCatalogue
 ) -> Estimate | None:
     """Savings from moving standard-tier usage to the provider's batch tier."""
-    compared = _compare(samples, (provider, model, ServiceTier.STANDARD), (provider, model, ServiceTier.BATCH),
-                        catalogue)
+    compared = _compare(
+        samples, (provider, model, ServiceTier.STANDARD), (provider, model, ServiceTier.BATCH), catalogue
+    )
     if compared is None:
         return None
     savings, currency, lines = compared
     if savings <= 0:
         return None
-    arithmetic = "\n".join([
-        f"standard tier → batch tier for {provider}/{model}, {month}, {len(samples)} usage events:",
-        *lines,
-        f"estimated monthly savings = {_number(savings)} {currency}",
-    ])
+    arithmetic = "\n".join(
+        [
+            f"standard tier → batch tier for {provider}/{model}, {month}, {len(samples)} usage events:",
+            *lines,
+            f"estimated monthly savings = {_number(savings)} {currency}",
+        ]
+    )
     return Estimate(savings, currency, arithmetic, tuple(sample.usage_event_id for sample in samples))
 
 
@@ -125,8 +132,10 @@ def cheaper_model_estimate(
     output_tokens = sum(sample.quantities.get(bucket, Decimal(0)) for sample in samples for bucket in OUTPUT_BUCKETS)
     input_per_request = ARITHMETIC.divide(input_tokens, requests)
     output_per_request = ARITHMETIC.divide(output_tokens, requests)
-    if (input_per_request > policy.max_input_tokens_per_request
-            or output_per_request > policy.max_output_tokens_per_request):
+    if (
+        input_per_request > policy.max_input_tokens_per_request
+        or output_per_request > policy.max_output_tokens_per_request
+    ):
         return None
     compared = _compare(samples, (provider, model, tier), (provider, alternative.cheaper_model, tier), catalogue)
     if compared is None:
@@ -136,13 +145,15 @@ def cheaper_model_estimate(
         return None
     rounded_in = input_per_request.quantize(Decimal(1))
     rounded_out = output_per_request.quantize(Decimal(1))
-    arithmetic = "\n".join([
-        f"{provider}/{model} → {alternative.cheaper_model} ({tier.value} tier), {month}, {len(samples)} usage events, "
-        f"{requests:,} requests:",
-        f"token profile: {_number(input_tokens)} input / {requests:,} requests = {rounded_in} per request "
-        f"(limit {policy.max_input_tokens_per_request:,}); {_number(output_tokens)} output / {requests:,} = "
-        f"{rounded_out} per request (limit {policy.max_output_tokens_per_request:,})",
-        *lines,
-        f"estimated monthly savings = {_number(savings)} {currency}",
-    ])
+    arithmetic = "\n".join(
+        [
+            f"{provider}/{model} → {alternative.cheaper_model} ({tier.value} tier), {month}, "
+            f"{len(samples)} usage events, {requests:,} requests:",
+            f"token profile: {_number(input_tokens)} input / {requests:,} requests = {rounded_in} per request "
+            f"(limit {policy.max_input_tokens_per_request:,}); {_number(output_tokens)} output / {requests:,} = "
+            f"{rounded_out} per request (limit {policy.max_output_tokens_per_request:,})",
+            *lines,
+            f"estimated monthly savings = {_number(savings)} {currency}",
+        ]
+    )
     return Estimate(savings, currency, arithmetic, tuple(sample.usage_event_id for sample in samples))

@@ -9,6 +9,7 @@ from shared.settings import ServiceSettings
 
 class OptimizerSettings(ServiceSettings):
     config_file: Path | None = Field(
-        default=None, validation_alias=AliasChoices("OPTIMIZER_CONFIG_FILE"),
+        default=None,
+        validation_alias=AliasChoices("OPTIMIZER_CONFIG_FILE"),
         description="YAML optimizer policy: non-interactive use cases and token-profile limits.",
     )

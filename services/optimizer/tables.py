@@ -13,25 +13,27 @@ from shared.outbox import outbox_table
 
 
 class OptimizerUsage(SQLModel, table=True):
-    """Priced usage the optimizer studies: quantities, tier and cost of one cost event."""
+    """Usage the optimizer studies, at the latest revision of its cost: quantities, tier, status and cost."""
 
     __tablename__ = "optimizer_usage"
     __table_args__ = (Index("ix_optimizer_usage_scope", "tenant", "team", "provider", "priced_model"),)
 
-    cost_event_id: str = Field(primary_key=True, max_length=128)
-    usage_event_id: str = Field(max_length=64)
+    usage_event_id: str = Field(primary_key=True, max_length=64)
+    cost_event_id: str = Field(max_length=128)
+    revision: int = 1
+    status: str = Field(max_length=16)
     tenant: str = Field(max_length=512)
     team: str = Field(max_length=255)
     use_case: str | None = Field(default=None, max_length=255)
     provider: str = Field(max_length=128)
-    priced_model: str = Field(max_length=512)
+    priced_model: str | None = Field(default=None, max_length=512)
     service_tier: str = Field(max_length=16)
     month: str = Field(max_length=7)
     period_start: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     quantities_json: str = Field(sa_column=Column(Text, nullable=False))
     request_count: int | None = None
-    cost_amount: Decimal = Field(sa_column=Column(ExactDecimal, nullable=False))
-    cost_currency: str = Field(max_length=3)
+    cost_amount: Decimal | None = Field(default=None, sa_column=Column(ExactDecimal))
+    cost_currency: str | None = Field(default=None, max_length=3)
 
 
 class OptimizerRecommendation(SQLModel, table=True):

@@ -78,7 +78,7 @@ def _parse(entry: Any, where: str) -> Budget:
     if entry.get("period", "monthly") != "monthly":
         raise BudgetError(f"{where}.period: only 'monthly' is supported, got {entry.get('period')!r}")
     if isinstance(entry.get("amount"), float):
-        raise BudgetError(f"{where}.amount: write the amount as a quoted string, such as \"2.00\", to keep it exact")
+        raise BudgetError(f'{where}.amount: write the amount as a quoted string, such as "2.00", to keep it exact')
     try:
         amount = Decimal(str(entry.get("amount")))
     except InvalidOperation:
@@ -89,8 +89,11 @@ def _parse(entry: Any, where: str) -> Budget:
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
         raise BudgetError(f"{where}.currency: must be an ISO 4217 code like USD, got {currency!r}")
     thresholds = entry.get("thresholds", [80, 100])
-    if (not isinstance(thresholds, list) or not thresholds
-            or not all(isinstance(item, int) and not isinstance(item, bool) and 0 < item <= 1000 for item in thresholds)):
+    if (
+        not isinstance(thresholds, list)
+        or not thresholds
+        or not all(isinstance(item, int) and not isinstance(item, bool) and 0 < item <= 1000 for item in thresholds)
+    ):
         raise BudgetError(f"{where}.thresholds: must be a list of whole percentages between 1 and 1000")
     owner = entry.get("owner")
     if owner is not None and not isinstance(owner, str):

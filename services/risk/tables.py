@@ -13,13 +13,15 @@ from shared.outbox import outbox_table
 
 
 class RiskCostEntry(SQLModel, table=True):
-    """The part of a cost event that risk review needs; one row per cost event, so replays add nothing."""
+    """One owner's share of a cost event, at its latest revision; a replayed event adds nothing."""
 
     __tablename__ = "risk_cost_entries"
     __table_args__ = (Index("ix_risk_cost_entries_scope", "tenant", "month", "team"),)
 
-    cost_event_id: str = Field(primary_key=True, max_length=128)
-    usage_event_id: str = Field(max_length=64)
+    usage_event_id: str = Field(primary_key=True, max_length=64)
+    share_index: int = Field(primary_key=True)
+    cost_event_id: str = Field(max_length=128)
+    revision: int = 1
     tenant: str = Field(max_length=512)
     month: str = Field(max_length=7)
     team: str = Field(max_length=255)

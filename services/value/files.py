@@ -14,8 +14,9 @@ from shared.outbox import Outbox
 from shared.settings import ServiceSettings
 
 
-async def import_outcomes_file(path: Path, settings: ServiceSettings, tenant: str
-                               ) -> tuple[int, int, list[OutcomeRejected]]:
+async def import_outcomes_file(
+    path: Path, settings: ServiceSettings, tenant: str
+) -> tuple[int, int, list[OutcomeRejected]]:
     """Validate every row, then record the valid ones; return (new, duplicate, rejected rows)."""
     rows = list(rows_from_csv(path.read_bytes()))
     database = Database(settings.database_url_for("value"))
@@ -25,8 +26,9 @@ async def import_outcomes_file(path: Path, settings: ServiceSettings, tenant: st
         await ensure_topics(settings.kafka_bootstrap_servers)
         await publisher.start()
         intake = OutcomeIntake(Outbox("value", database, publisher))
-        events, rejected = intake.validate(rows, tenant=tenant, correlation_id=f"outcomes:{uuid.uuid4()}",
-                                           source="value.file")
+        events, rejected = intake.validate(
+            rows, tenant=tenant, correlation_id=f"outcomes:{uuid.uuid4()}", source="value.file"
+        )
         new, duplicate = await intake.accept(events)
         return new, duplicate, rejected
     finally:

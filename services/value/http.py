@@ -34,18 +34,24 @@ def build_outcomes_app(intake: OutcomeIntake, settings: ValueSettings) -> Starle
         correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
         events, errors = intake.validate(items, tenant=tenant, correlation_id=correlation_id, source="value.http")
         if errors:
-            return JSONResponse({
-                "error": "invalid outcomes; nothing was recorded",
-                "rejections": [{"index": e.index, "field": e.field_path, "reason": e.reason} for e in errors[:50]],
-            }, status_code=422)
+            return JSONResponse(
+                {
+                    "error": "invalid outcomes; nothing was recorded",
+                    "rejections": [{"index": e.index, "field": e.field_path, "reason": e.reason} for e in errors[:50]],
+                },
+                status_code=422,
+            )
         new, duplicate = await intake.accept(events)
-        return JSONResponse({"accepted": new, "duplicate": duplicate, "event_ids": [e.event_id for e in events]},
-                            status_code=202)
+        return JSONResponse(
+            {"accepted": new, "duplicate": duplicate, "event_ids": [e.event_id for e in events]}, status_code=202
+        )
 
     async def health(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(routes=[
-        Route("/v1/outcomes", post_outcomes, methods=["POST"]),
-        Route("/healthz", health, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/v1/outcomes", post_outcomes, methods=["POST"]),
+            Route("/healthz", health, methods=["GET"]),
+        ]
+    )

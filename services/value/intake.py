@@ -23,8 +23,9 @@ class OutcomeIntake:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
 
-    def validate(self, items: Iterable[Any], *, tenant: str, correlation_id: str, source: str
-                 ) -> tuple[list[OutcomeRecorded], list[OutcomeRejected]]:
+    def validate(
+        self, items: Iterable[Any], *, tenant: str, correlation_id: str, source: str
+    ) -> tuple[list[OutcomeRecorded], list[OutcomeRejected]]:
         events: list[OutcomeRecorded] = []
         errors: list[OutcomeRejected] = []
         for index, item in enumerate(items):
@@ -36,7 +37,9 @@ class OutcomeIntake:
 
     async def accept(self, events: list[OutcomeRecorded]) -> tuple[int, int]:
         """Store the events durably and send them; return (new, duplicate) counts."""
-        outgoing = [OutgoingEvent.of(Topic.OUTCOME_RECORDED, event, key=f"use_case:{event.use_case}") for event in events]
+        outgoing = [
+            OutgoingEvent.of(Topic.OUTCOME_RECORDED, event, key=f"use_case:{event.use_case}") for event in events
+        ]
         async with self.outbox.database.transaction() as connection:
             new_ids = await self.outbox.add(connection, outgoing)
         fresh = [item for item in outgoing if item.event_id in new_ids]

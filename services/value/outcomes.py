@@ -54,7 +54,9 @@ def outcome_event(item: Any, index: int, *, tenant: str, correlation_id: str, so
     if outcome_id is not None and (not isinstance(outcome_id, str) or not outcome_id.strip()):
         raise OutcomeRejected(index, "outcome_id", "must be a non-empty string when given")
     content = "|".join(str(item.get(key)) for key in ("use_case", "outcome_kind", "quantity", "unit", "occurred_at"))
-    event_id = f"outcome:{outcome_id}" if outcome_id else f"outcome:{uuid.uuid5(OUTCOME_NAMESPACE, tenant + '|' + content)}"
+    event_id = (
+        f"outcome:{outcome_id}" if outcome_id else f"outcome:{uuid.uuid5(OUTCOME_NAMESPACE, tenant + '|' + content)}"
+    )
     try:
         return OutcomeRecorded(
             event_id=event_id,

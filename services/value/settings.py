@@ -6,9 +6,17 @@ from shared.settings import ServiceSettings
 
 
 class ValueSettings(ServiceSettings):
-    http_port: int = Field(default=8084, ge=0, le=65535, validation_alias=AliasChoices("VALUE_HTTP_PORT"),
-                           description="Port of the outcomes HTTP API; 0 picks a free one.")
-    reporting_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$",
-                                    validation_alias=AliasChoices("VALUE_REPORTING_CURRENCY"),
-                                    description="Currency of unit economics; costs in other currencies are left out.")
+    http_port: int = Field(
+        default=8084,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("VALUE_HTTP_PORT"),
+        description="Port of the outcomes HTTP API; 0 picks a free one.",
+    )
+    reporting_currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        validation_alias=AliasChoices("VALUE_REPORTING_CURRENCY"),
+        description="Currency of unit economics; costs in other currencies are left out.",
+    )
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0, validation_alias=AliasChoices("VALUE_MAX_BODY_BYTES"))

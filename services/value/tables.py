@@ -13,14 +13,17 @@ from shared.outbox import outbox_table
 
 
 class ValueCostEntry(SQLModel, table=True):
-    """Cost of one cost event that belongs to a use case."""
+    """One share of a cost event at its latest revision, with the use case that carries it (if any)."""
 
     __tablename__ = "value_cost_entries"
     __table_args__ = (Index("ix_value_cost_entries_use_case", "tenant", "use_case", "month"),)
 
-    cost_event_id: str = Field(primary_key=True, max_length=128)
+    usage_event_id: str = Field(primary_key=True, max_length=64)
+    share_index: int = Field(primary_key=True)
+    cost_event_id: str = Field(max_length=128)
+    revision: int = 1
     tenant: str = Field(max_length=512)
-    use_case: str = Field(max_length=255)
+    use_case: str | None = Field(default=None, max_length=255)
     month: str = Field(max_length=7)
     status: str = Field(max_length=16)
     cost_amount: Decimal | None = Field(default=None, sa_column=Column(ExactDecimal))

@@ -13,8 +13,9 @@ from tests.conftest import EXAMPLES
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap_servers: str, database_url: str | None
-          ) -> Iterator[Stack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap_servers: str, database_url: str | None
+) -> Iterator[Stack]:
     run_dir: Path = tmp_path_factory.mktemp("stack")
     config = StackConfig(
         run_dir=run_dir,

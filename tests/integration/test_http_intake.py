@@ -42,18 +42,19 @@ async def test_webhook_rejects_bad_json(stack: Stack) -> None:
 async def test_webhook_names_the_bad_field(stack: Stack) -> None:
     page = json.loads(ANTHROPIC)
     page["data"][1]["results"][0]["output_tokens"] = -5
-    response = await post(stack, "ingest", "/v1/usage/anthropic-usage-report", content=json.dumps(page),
-                          headers=TENANT)
+    response = await post(stack, "ingest", "/v1/usage/anthropic-usage-report", content=json.dumps(page), headers=TENANT)
     assert response.status_code == 422
     body = response.json()
     assert body["accepted"] == 0
-    assert body["rejections"] == [{"row": 2, "field": "data[1].results[0].output_tokens",
-                                   "reason": "must not be negative, got -5"}]
+    assert body["rejections"] == [
+        {"row": 2, "field": "data[1].results[0].output_tokens", "reason": "must not be negative, got -5"}
+    ]
 
 
 async def test_webhook_rejects_oversized_body(stack: Stack) -> None:
-    response = await post(stack, "ingest", "/v1/usage/anthropic-usage-report", content=b" " * (1024 * 1024 + 1),
-                          headers=TENANT)
+    response = await post(
+        stack, "ingest", "/v1/usage/anthropic-usage-report", content=b" " * (1024 * 1024 + 1), headers=TENANT
+    )
     assert response.status_code == 413
 
 
@@ -64,8 +65,15 @@ async def test_webhook_unknown_format(stack: Stack) -> None:
 
 
 async def test_outcomes_are_validated(stack: Stack) -> None:
-    bad = [{"use_case": "x", "outcome_kind": "tickets", "quantity": "-3", "unit": "tickets",
-            "occurred_at": "2026-11-02T00:00:00Z"}]
+    bad = [
+        {
+            "use_case": "x",
+            "outcome_kind": "tickets",
+            "quantity": "-3",
+            "unit": "tickets",
+            "occurred_at": "2026-11-02T00:00:00Z",
+        }
+    ]
     response = await post(stack, "value", "/v1/outcomes", json=bad, headers=TENANT)
     assert response.status_code == 422
     assert response.json()["rejections"][0]["field"] == "quantity"

@@ -128,8 +128,9 @@ async def test_unit_economics(report: dict[str, Any]) -> None:
 
 
 async def test_recommendations(report: dict[str, Any]) -> None:
-    savings = {(item["kind"], item["scope"]): Decimal(item["estimated_monthly_savings"])
-               for item in report["recommendations"]}
+    savings = {
+        (item["kind"], item["scope"]): Decimal(item["estimated_monthly_savings"]) for item in report["recommendations"]
+    }
     assert savings == {
         # hand-worked in tests/unit/test_estimates.py
         ("cheaper_model", "team:document-ai model:openai/gpt-5 tier:standard"): Decimal("0.6526742"),
@@ -141,8 +142,9 @@ async def test_recommendations(report: dict[str, Any]) -> None:
 
 
 async def test_reimport_and_replay_change_nothing(stack: Stack, report: dict[str, Any]) -> None:
-    again = await import_file(EXAMPLES / "data" / "focus_1.0_sample_trimmed.csv", settings=stack.settings(),
-                              tenant=TENANT)
+    again = await import_file(
+        EXAMPLES / "data" / "focus_1.0_sample_trimmed.csv", settings=stack.settings(), tenant=TENANT
+    )
     assert again.summary.accepted == 0
     assert again.summary.duplicates == 200
     replayed = await replay_usage_events(stack.settings())

@@ -27,23 +27,47 @@ class RecordingPublisher:
 
 
 def record(offset: int, value: bytes) -> ConsumerRecord[Any, Any]:
-    return ConsumerRecord(topic="t", partition=0, offset=offset, timestamp=0, timestamp_type=0, key=b"k",
-                          value=value, checksum=None, serialized_key_size=1, serialized_value_size=len(value),
-                          headers=())
+    return ConsumerRecord(
+        topic="t",
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"k",
+        value=value,
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=len(value),
+        headers=(),
+    )
 
 
 def usage_json(event_id: str) -> bytes:
-    return UsageRecorded(
-        event_id=event_id, occurred_at="2025-10-05T00:00:00Z", source="test", tenant="acme", correlation_id="c",
-        provider="openai", period_start="2025-10-05T00:00:00Z", period_end="2025-10-06T00:00:00Z",
-        evidence=Evidence(format="test"),
-    ).model_dump_json().encode()
+    return (
+        UsageRecorded(
+            event_id=event_id,
+            occurred_at="2025-10-05T00:00:00Z",
+            source="test",
+            tenant="acme",
+            correlation_id="c",
+            provider="openai",
+            period_start="2025-10-05T00:00:00Z",
+            period_end="2025-10-06T00:00:00Z",
+            evidence=Evidence(format="test"),
+        )
+        .model_dump_json()
+        .encode()
+    )
 
 
 def processor(handle: Any, publisher: RecordingPublisher) -> BatchProcessor[UsageRecorded]:
-    return BatchProcessor(event_model=UsageRecorded, handle=handle,
-                          dead_letters=DeadLetters(publisher, "allocation"),  # type: ignore[arg-type]
-                          max_attempts=3, retry_pause_s=0.0)
+    return BatchProcessor(
+        event_model=UsageRecorded,
+        handle=handle,
+        dead_letters=DeadLetters(publisher, "allocation"),  # type: ignore[arg-type]
+        max_attempts=3,
+        retry_pause_s=0.0,
+    )
 
 
 async def test_invalid_message_is_dead_lettered_and_the_rest_handled() -> None:
@@ -53,8 +77,9 @@ async def test_invalid_message_is_dead_lettered_and_the_rest_handled() -> None:
     async def handle(batch: Sequence[Incoming[UsageRecorded]]) -> None:
         handled.extend(item.event.event_id for item in batch)
 
-    await processor(handle, publisher).process([record(0, usage_json("a")), record(1, b'{"tenant": 5}'),
-                                                record(2, usage_json("b"))])
+    await processor(handle, publisher).process(
+        [record(0, usage_json("a")), record(1, b'{"tenant": 5}'), record(2, usage_json("b"))]
+    )
     assert handled == ["a", "b"]
     assert len(publisher.sent) == 1
     letter = DeadLetterRecorded.model_validate_json(publisher.sent[0].value)

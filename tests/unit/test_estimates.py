@@ -17,10 +17,13 @@ POLICY = OptimizerPolicy(max_input_tokens_per_request=16000, max_output_tokens_p
 
 
 def sample(day: int, requests: int | None, **quantities: int) -> UsageSample:
-    return UsageSample(cost_event_id=f"c{day}", usage_event_id=f"u{day}-{requests}",
-                       period_start=datetime(2025, 10, day, tzinfo=UTC),
-                       quantities={B(name): Decimal(count) for name, count in quantities.items()},
-                       request_count=requests)
+    return UsageSample(
+        cost_event_id=f"c{day}",
+        usage_event_id=f"u{day}-{requests}",
+        period_start=datetime(2025, 10, day, tzinfo=UTC),
+        quantities={B(name): Decimal(count) for name, count in quantities.items()},
+        request_count=requests,
+    )
 
 
 GPT_5 = [  # the two 2025-10-06 rows of the dashboard export
@@ -60,8 +63,9 @@ def test_batch_tier_needs_every_batch_price() -> None:
 
 
 def test_cheaper_model_gpt_5_to_mini() -> None:
-    estimate = cheaper_model_estimate("openai", "gpt-5", ALTERNATIVES[("openai", "gpt-5")], ServiceTier.STANDARD,
-                                      "2025-10", GPT_5, CATALOGUE, POLICY)
+    estimate = cheaper_model_estimate(
+        "openai", "gpt-5", ALTERNATIVES[("openai", "gpt-5")], ServiceTier.STANDARD, "2025-10", GPT_5, CATALOGUE, POLICY
+    )
     assert estimate is not None
     # uncached 43,855 × (1.25 − 0.25)/1e6 = 0.043855; cached 8,192 × (0.125 − 0.025)/1e6 = 0.0008192;
     # output 76,000 × (10 − 2)/1e6 = 0.608; total 0.6526742
@@ -73,13 +77,22 @@ def test_cheaper_model_gpt_5_to_mini() -> None:
 
 def test_cheaper_model_skips_long_outputs() -> None:
     # 462,813 output tokens / 34 requests = 13,612 a request, above the 12,000 limit.
-    estimate = cheaper_model_estimate("openai", "gpt-5-mini", ALTERNATIVES[("openai", "gpt-5-mini")],
-                                      ServiceTier.STANDARD, "2025-10", GPT_5_MINI, CATALOGUE, POLICY)
+    estimate = cheaper_model_estimate(
+        "openai",
+        "gpt-5-mini",
+        ALTERNATIVES[("openai", "gpt-5-mini")],
+        ServiceTier.STANDARD,
+        "2025-10",
+        GPT_5_MINI,
+        CATALOGUE,
+        POLICY,
+    )
     assert estimate is None
 
 
 def test_cheaper_model_needs_request_counts() -> None:
     usage = [sample(6, None, input_uncached_tokens=1000, output_tokens=100)]
-    estimate = cheaper_model_estimate("openai", "gpt-5", ALTERNATIVES[("openai", "gpt-5")], ServiceTier.STANDARD,
-                                      "2025-10", usage, CATALOGUE, POLICY)
+    estimate = cheaper_model_estimate(
+        "openai", "gpt-5", ALTERNATIVES[("openai", "gpt-5")], ServiceTier.STANDARD, "2025-10", usage, CATALOGUE, POLICY
+    )
     assert estimate is None

@@ -18,13 +18,20 @@ from shared.events import (
     event_json_schemas,
     parse_event,
 )
+from shared.topics import EVENT_TOPICS
 
 
 def usage(**overrides: object) -> UsageRecorded:
     fields: dict[str, object] = {
-        "event_id": "e1", "occurred_at": "2025-10-05T00:00:00Z", "source": "test", "tenant": "acme",
-        "correlation_id": "c", "provider": "openai", "period_start": "2025-10-05T00:00:00Z",
-        "period_end": "2025-10-06T00:00:00Z", "evidence": Evidence(format="test"),
+        "event_id": "e1",
+        "occurred_at": "2025-10-05T00:00:00Z",
+        "source": "test",
+        "tenant": "acme",
+        "correlation_id": "c",
+        "provider": "openai",
+        "period_start": "2025-10-05T00:00:00Z",
+        "period_end": "2025-10-06T00:00:00Z",
+        "evidence": Evidence(format="test"),
     }
     fields.update(overrides)
     return UsageRecorded.model_validate(fields)
@@ -42,7 +49,8 @@ def test_money_keeps_every_digit() -> None:
 
 def test_money_json_is_a_string() -> None:
     assert Money(amount=Decimal("0.00022500000000000002"), currency="USD").model_dump_json() == (
-        '{"amount":"0.00022500000000000002","currency":"USD"}')
+        '{"amount":"0.00022500000000000002","currency":"USD"}'
+    )
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity"])
@@ -84,18 +92,33 @@ def test_round_trip_through_json() -> None:
 
 def test_unpriced_cost_carries_no_amount() -> None:
     with pytest.raises(ValidationError, match="must not carry a cost"):
-        CostAllocated.model_validate({
-            **usage().model_dump(exclude={"event_type", "evidence", "description", "consumed_quantity",
-                                          "consumed_unit", "provider_list_cost", "provider_effective_cost", "region"}),
-            "event_id": "cost:e1", "usage_event_id": "e1", "status": "unpriced",
-            "cost": {"amount": "0", "currency": "USD"},
-            "allocation": {"team": "t", "cost_centre": "c", "rule_id": "r"},
-        })
+        CostAllocated.model_validate(
+            {
+                **usage().model_dump(
+                    exclude={
+                        "event_type",
+                        "evidence",
+                        "description",
+                        "consumed_quantity",
+                        "consumed_unit",
+                        "provider_list_cost",
+                        "provider_effective_cost",
+                        "region",
+                    }
+                ),
+                "event_id": "cost:e1",
+                "usage_event_id": "e1",
+                "status": "unpriced",
+                "cost": {"amount": "0", "currency": "USD"},
+                "allocation": {"team": "t", "cost_centre": "c", "rule_id": "r"},
+            }
+        )
 
 
-def test_every_event_has_a_schema() -> None:
+def test_every_event_has_a_schema_and_a_topic() -> None:
     schemas = event_json_schemas()
     assert set(schemas) == set(EVENT_MODELS)
+    assert set(EVENT_TOPICS) == set(EVENT_MODELS)
     for event_type, schema in schemas.items():
         assert "tenant" in schema["required"], event_type
         assert schema["properties"]["schema_version"]["const"] == 1

@@ -26,8 +26,9 @@ B = UsageBucket
 
 
 def context(tenant: str = "acme") -> ImportContext:
-    return ImportContext(tenant=tenant, correlation_id="test", received_at=datetime(2026, 1, 1, tzinfo=UTC),
-                         file_name="sample")
+    return ImportContext(
+        tenant=tenant, correlation_id="test", received_at=datetime(2026, 1, 1, tzinfo=UTC), file_name="sample"
+    )
 
 
 def read(format_name: str, data: bytes, tenant: str = "acme") -> list[RowResult]:
@@ -47,8 +48,12 @@ class TestOpenAIUsageCompletions:
         event = rows[0].event
         assert event is not None
         # input_tokens 1000 includes 400 cached and 100 cache-write tokens: 1000 - 400 - 100 = 500 uncached.
-        assert event.quantities == {B.INPUT_UNCACHED_TOKENS: 500, B.CACHE_READ_TOKENS: 400,
-                                    B.CACHE_WRITE_TOKENS: 100, B.OUTPUT_TOKENS: 500}
+        assert event.quantities == {
+            B.INPUT_UNCACHED_TOKENS: 500,
+            B.CACHE_READ_TOKENS: 400,
+            B.CACHE_WRITE_TOKENS: 100,
+            B.OUTPUT_TOKENS: 500,
+        }
         assert event.request_count == 5
         assert event.model is None
         assert event.period_start == datetime(2024, 11, 1, tzinfo=UTC)  # 1730419200
@@ -60,8 +65,10 @@ class TestOpenAIUsageCompletions:
         events = [row.event for row in rows if row.event]
         assert len(rows) == 26  # 31 buckets, 5 of them with no results
         assert len(events) == 26
-        input_total = sum(sum(e.quantities.get(b, 0) for b in (B.INPUT_UNCACHED_TOKENS, B.CACHE_READ_TOKENS,
-                                                                 B.CACHE_WRITE_TOKENS)) for e in events)
+        input_total = sum(
+            sum(e.quantities.get(b, 0) for b in (B.INPUT_UNCACHED_TOKENS, B.CACHE_READ_TOKENS, B.CACHE_WRITE_TOKENS))
+            for e in events
+        )
         assert input_total == 16_951_009
         assert sum(e.quantities[B.OUTPUT_TOKENS] for e in events) == 729_421
         assert sum(e.request_count or 0 for e in events) == 19_347
@@ -97,13 +104,16 @@ class TestOpenAIUsageCompletions:
         assert rows[0].error is not None
         assert rows[0].error.field_path == "data[0].results[0].input_tokens"
 
-    @pytest.mark.parametrize(("value", "reason"), [
-        (-1, "must not be negative"),
-        ("12x", "must be a whole number"),
-        (1.5, "must be a whole number"),
-        (True, "boolean"),
-        (None, "is missing"),
-    ])
+    @pytest.mark.parametrize(
+        ("value", "reason"),
+        [
+            (-1, "must not be negative"),
+            ("12x", "must be a whole number"),
+            (1.5, "must be a whole number"),
+            (True, "boolean"),
+            (None, "is missing"),
+        ],
+    )
     def test_bad_output_tokens_name_the_field(self, value: object, reason: str) -> None:
         page = json.loads((DATA / "spec_example_usage_completions.json").read_text())
         page["data"][0]["results"][0]["output_tokens"] = value
@@ -161,12 +171,22 @@ class TestAnthropicUsageReport:
         rows = read_file("docs_example_usage_report_messages.json")
         event = rows[0].event
         assert event is not None
-        assert event.quantities == {B.INPUT_UNCACHED_TOKENS: 1500, B.CACHE_READ_TOKENS: 200,
-                                    B.CACHE_WRITE_TOKENS: 500, B.CACHE_WRITE_1H_TOKENS: 1000,
-                                    B.OUTPUT_TOKENS: 500, B.WEB_SEARCH_CALLS: 10}
+        assert event.quantities == {
+            B.INPUT_UNCACHED_TOKENS: 1500,
+            B.CACHE_READ_TOKENS: 200,
+            B.CACHE_WRITE_TOKENS: 500,
+            B.CACHE_WRITE_1H_TOKENS: 1000,
+            B.OUTPUT_TOKENS: 500,
+            B.WEB_SEARCH_CALLS: 10,
+        }
         # The provider's total input: 1,500 + 200 + 1,000 + 500 = 3,200 tokens.
-        assert sum(event.quantities[b] for b in (B.INPUT_UNCACHED_TOKENS, B.CACHE_READ_TOKENS,
-                                                 B.CACHE_WRITE_TOKENS, B.CACHE_WRITE_1H_TOKENS)) == 3200
+        assert (
+            sum(
+                event.quantities[b]
+                for b in (B.INPUT_UNCACHED_TOKENS, B.CACHE_READ_TOKENS, B.CACHE_WRITE_TOKENS, B.CACHE_WRITE_1H_TOKENS)
+            )
+            == 3200
+        )
         assert event.model == "claude-opus-4-6"
         assert event.dimensions.workspace_id == "wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ"
         assert event.dimensions.api_key_id == "apikey_01Rj2N8SVvo6BePZj99NhmiT"
@@ -242,14 +262,17 @@ class TestIdentity:
 
 
 class TestDetection:
-    @pytest.mark.parametrize(("name", "expected"), [
-        ("spec_example_usage_completions.json", "openai-usage-completions"),
-        ("cookbook_real_usage_completions_buckets.json", "openai-usage-completions"),
-        ("dashboard_export_usage_completions.tsv", "openai-dashboard-usage"),
-        ("docs_example_usage_report_messages.json", "anthropic-usage-report"),
-        ("anthropic_usage_webhook_2026-11.json", "anthropic-usage-report"),
-        ("focus_1.0_sample_trimmed.csv", "focus-csv"),
-    ])
+    @pytest.mark.parametrize(
+        ("name", "expected"),
+        [
+            ("spec_example_usage_completions.json", "openai-usage-completions"),
+            ("cookbook_real_usage_completions_buckets.json", "openai-usage-completions"),
+            ("dashboard_export_usage_completions.tsv", "openai-dashboard-usage"),
+            ("docs_example_usage_report_messages.json", "anthropic-usage-report"),
+            ("anthropic_usage_webhook_2026-11.json", "anthropic-usage-report"),
+            ("focus_1.0_sample_trimmed.csv", "focus-csv"),
+        ],
+    )
     def test_detects_each_sample(self, name: str, expected: str) -> None:
         assert detect_format((DATA / name).read_bytes()[:65536], name).format_name == expected
 

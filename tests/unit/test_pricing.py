@@ -35,11 +35,26 @@ def dashboard_events() -> list[UsageRecorded]:
     return [row.event for row in rows if row.event]
 
 
-def usage(model: str | None, quantities: dict[UsageBucket, int], *, provider: str = "openai",
-          tier: ServiceTier = ServiceTier.STANDARD, at: datetime = datetime(2025, 10, 5, tzinfo=UTC)) -> UsageRecorded:
+def usage(
+    model: str | None,
+    quantities: dict[UsageBucket, int],
+    *,
+    provider: str = "openai",
+    tier: ServiceTier = ServiceTier.STANDARD,
+    at: datetime = datetime(2025, 10, 5, tzinfo=UTC),
+) -> UsageRecorded:
     return UsageRecorded(
-        event_id="e1", occurred_at=at, source="test", tenant="acme", correlation_id="c", provider=provider,
-        model=model, service_tier=tier, period_start=at, period_end=at, dimensions=UsageDimensions(),
+        event_id="e1",
+        occurred_at=at,
+        source="test",
+        tenant="acme",
+        correlation_id="c",
+        provider=provider,
+        model=model,
+        service_tier=tier,
+        period_start=at,
+        period_end=at,
+        dimensions=UsageDimensions(),
         quantities={bucket: Decimal(count) for bucket, count in quantities.items()},
         evidence=Evidence(format="test"),
     )
@@ -100,25 +115,36 @@ class TestUnpriced:
         assert priced.status is CostStatus.UNPRICED
 
     def test_usage_before_prices_start(self) -> None:
-        priced = price_usage(usage("claude-opus-4-6", {B.OUTPUT_TOKENS: 500}, provider="anthropic",
-                                   at=datetime(2025, 8, 1, tzinfo=UTC)), CATALOGUE)
+        priced = price_usage(
+            usage("claude-opus-4-6", {B.OUTPUT_TOKENS: 500}, provider="anthropic", at=datetime(2025, 8, 1, tzinfo=UTC)),
+            CATALOGUE,
+        )
         assert priced.status is CostStatus.UNPRICED
         assert "start 2026-02-05" in (priced.unpriced_reason or "")
 
     def test_missing_bucket_price_is_not_a_fallback(self) -> None:
         # The catalogue has no batch-tier cache-read price for gpt-4o, so the whole line stays unpriced.
-        priced = price_usage(usage("gpt-4o", {B.CACHE_READ_TOKENS: 100, B.OUTPUT_TOKENS: 10},
-                                   tier=ServiceTier.BATCH), CATALOGUE)
+        priced = price_usage(
+            usage("gpt-4o", {B.CACHE_READ_TOKENS: 100, B.OUTPUT_TOKENS: 10}, tier=ServiceTier.BATCH), CATALOGUE
+        )
         assert priced.status is CostStatus.UNPRICED
         assert "cache_read_tokens" in (priced.unpriced_reason or "")
 
 
 class TestOtherCases:
     def test_anthropic_webhook_sample(self) -> None:
-        event = usage("claude-opus-4-6", {B.INPUT_UNCACHED_TOKENS: 1_250_000, B.CACHE_READ_TOKENS: 4_800_000,
-                                          B.CACHE_WRITE_TOKENS: 300_000, B.OUTPUT_TOKENS: 410_000,
-                                          B.WEB_SEARCH_CALLS: 120},
-                      provider="anthropic", at=datetime(2026, 11, 2, tzinfo=UTC))
+        event = usage(
+            "claude-opus-4-6",
+            {
+                B.INPUT_UNCACHED_TOKENS: 1_250_000,
+                B.CACHE_READ_TOKENS: 4_800_000,
+                B.CACHE_WRITE_TOKENS: 300_000,
+                B.OUTPUT_TOKENS: 410_000,
+                B.WEB_SEARCH_CALLS: 120,
+            },
+            provider="anthropic",
+            at=datetime(2026, 11, 2, tzinfo=UTC),
+        )
         priced = price_usage(event, CATALOGUE)
         # 1,250,000 × 5/1e6 = 6.25; 4,800,000 × 0.50/1e6 = 2.40; 300,000 × 6.25/1e6 = 1.875;
         # 410,000 × 25/1e6 = 10.25; 120 searches × 10/1,000 = 1.20; total 21.975
@@ -135,10 +161,12 @@ class TestOtherCases:
         assert priced.cost.amount == Decimal("1")  # 1,000,000 × 1.00 / 1,000,000
 
     def test_provider_billed_line(self) -> None:
-        event = usage(None, {}).model_copy(update={
-            "provider_cost": Money(amount=Decimal("1.624"), currency="USD"),
-            "charge_category": ChargeCategory.USAGE,
-        })
+        event = usage(None, {}).model_copy(
+            update={
+                "provider_cost": Money(amount=Decimal("1.624"), currency="USD"),
+                "charge_category": ChargeCategory.USAGE,
+            }
+        )
         priced = price_usage(event, CATALOGUE)
         assert priced.status is CostStatus.PROVIDER_BILLED
         assert priced.cost == Money(amount=Decimal("1.624"), currency="USD")
@@ -162,20 +190,26 @@ def catalogue_from(tmp_path: Path, rows: str, aliases: str = "provider,alias,mod
 
 class TestCatalogueValidation:
     def test_overlapping_rows(self, tmp_path: Path) -> None:
-        rows = ("x,m,output_tokens,standard,1,1000000,USD,2025-01-01,,s\n"
-                "x,m,output_tokens,standard,2,1000000,USD,2025-06-01,,s\n")
+        rows = (
+            "x,m,output_tokens,standard,1,1000000,USD,2025-01-01,,s\n"
+            "x,m,output_tokens,standard,2,1000000,USD,2025-06-01,,s\n"
+        )
         with pytest.raises(CatalogueError, match="overlap"):
             catalogue_from(tmp_path, rows)
 
     def test_cache_read_dearer_than_input(self, tmp_path: Path) -> None:
-        rows = ("x,m,input_uncached_tokens,standard,1,1000000,USD,2025-01-01,,s\n"
-                "x,m,cache_read_tokens,standard,2,1000000,USD,2025-01-01,,s\n")
+        rows = (
+            "x,m,input_uncached_tokens,standard,1,1000000,USD,2025-01-01,,s\n"
+            "x,m,cache_read_tokens,standard,2,1000000,USD,2025-01-01,,s\n"
+        )
         with pytest.raises(CatalogueError, match="cache read"):
             catalogue_from(tmp_path, rows)
 
     def test_batch_dearer_than_standard(self, tmp_path: Path) -> None:
-        rows = ("x,m,output_tokens,standard,1,1000000,USD,2025-01-01,,s\n"
-                "x,m,output_tokens,batch,3,1000000,USD,2025-01-01,,s\n")
+        rows = (
+            "x,m,output_tokens,standard,1,1000000,USD,2025-01-01,,s\n"
+            "x,m,output_tokens,batch,3,1000000,USD,2025-01-01,,s\n"
+        )
         with pytest.raises(CatalogueError, match="batch price"):
             catalogue_from(tmp_path, rows)
 
@@ -185,12 +219,17 @@ class TestCatalogueValidation:
 
     def test_alias_to_unknown_model(self, tmp_path: Path) -> None:
         with pytest.raises(CatalogueError, match="has no prices"):
-            catalogue_from(tmp_path, "x,m,output_tokens,standard,1,1000000,USD,2025-01-01,,s\n",
-                           "provider,alias,model\nx,m-2025,other\n")
+            catalogue_from(
+                tmp_path,
+                "x,m,output_tokens,standard,1,1000000,USD,2025-01-01,,s\n",
+                "provider,alias,model\nx,m-2025,other\n",
+            )
 
     def test_consecutive_ranges_are_fine(self, tmp_path: Path) -> None:
-        rows = ("x,m,output_tokens,standard,1,1000000,USD,2025-01-01,2025-06-01,s\n"
-                "x,m,output_tokens,standard,2,1000000,USD,2025-06-01,,s\n")
+        rows = (
+            "x,m,output_tokens,standard,1,1000000,USD,2025-01-01,2025-06-01,s\n"
+            "x,m,output_tokens,standard,2,1000000,USD,2025-06-01,,s\n"
+        )
         catalogue = catalogue_from(tmp_path, rows)
         may = catalogue.price("x", "m", ServiceTier.STANDARD, B.OUTPUT_TOKENS, datetime(2025, 5, 31, tzinfo=UTC))
         june = catalogue.price("x", "m", ServiceTier.STANDARD, B.OUTPUT_TOKENS, datetime(2025, 6, 1, tzinfo=UTC))
@@ -198,7 +237,11 @@ class TestCatalogueValidation:
         assert june is not None and june.unit_price == 2
 
     def test_shipped_catalogue_covers_sample_models(self) -> None:
-        for provider, model in [("openai", "gpt-4o-2024-08-06"), ("openai", "gpt-5-2025-08-07"),
-                                ("openai", "gpt-5-mini-2025-08-07"), ("anthropic", "claude-opus-4-6"),
-                                ("anthropic", "claude-sonnet-4-5-20250929")]:
+        for provider, model in [
+            ("openai", "gpt-4o-2024-08-06"),
+            ("openai", "gpt-5-2025-08-07"),
+            ("openai", "gpt-5-mini-2025-08-07"),
+            ("anthropic", "claude-opus-4-6"),
+            ("anthropic", "claude-sonnet-4-5-20250929"),
+        ]:
             assert CATALOGUE.resolve_model(provider, model) is not None, model

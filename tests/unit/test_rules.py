@@ -52,14 +52,20 @@ def test_first_matching_rule_wins(tmp_path: Path) -> None:
     assert AllocationRules.load(path).allocate("openai", UsageDimensions(api_key_id="k1")).team == "first"
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("rules: [{id: a, match: {colour: red}, allocate: {team: t, cost_centre: c}}]", "unknown keys colour"),
-    ("rules: [{id: a, match: {api_key_id: k}, allocate: {team: t}}]", "allocate.cost_centre"),
-    ("rules: [{id: a, match: {}, allocate: {team: t, cost_centre: c}}]", "match: must be a non-empty mapping"),
-    ("rules: [{id: a, match: {api_key_id: k}, allocate: {team: t, cost_centre: c}},"
-     " {id: a, match: {api_key_id: k}, allocate: {team: t, cost_centre: c}}]", "used twice"),
-    ("rules: {", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules: [{id: a, match: {colour: red}, allocate: {team: t, cost_centre: c}}]", "unknown keys colour"),
+        ("rules: [{id: a, match: {api_key_id: k}, allocate: {team: t}}]", "allocate.cost_centre"),
+        ("rules: [{id: a, match: {}, allocate: {team: t, cost_centre: c}}]", "match: must be a non-empty mapping"),
+        (
+            "rules: [{id: a, match: {api_key_id: k}, allocate: {team: t, cost_centre: c}},"
+            " {id: a, match: {api_key_id: k}, allocate: {team: t, cost_centre: c}}]",
+            "used twice",
+        ),
+        ("rules: {", "not valid YAML"),
+    ],
+)
 def test_invalid_rules_name_the_field(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(text)

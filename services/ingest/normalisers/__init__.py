@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from services.ingest.normalisers.anthropic_usage import AnthropicUsageReport
-from services.ingest.normalisers.base import FormatError, ImportContext, InvalidSyntax, Normaliser, RowRejected, RowResult
+from services.ingest.normalisers.base import (
+    FormatError,
+    ImportContext,
+    InvalidSyntax,
+    Normaliser,
+    RowRejected,
+    RowResult,
+)
 from services.ingest.normalisers.focus import FocusCsv
 from services.ingest.normalisers.openai_dashboard import OpenAIDashboardUsageExport
 from services.ingest.normalisers.openai_usage import OpenAIUsageCompletions
@@ -38,7 +45,9 @@ def detect_format(head: bytes, file_name: str | None) -> Normaliser:
         return matches[0]
     known = ", ".join(sorted(NORMALISERS))
     if not matches:
-        raise UnknownFormat(f"could not recognise the format of {file_name or 'the input'}; pass --format (one of {known})")
+        raise UnknownFormat(
+            f"could not recognise the format of {file_name or 'the input'}; pass --format (one of {known})"
+        )
     names = ", ".join(normaliser.format_name for normaliser in matches)
     raise UnknownFormat(f"the input matches several formats ({names}); pass --format")
 

@@ -51,6 +51,9 @@ def read_rows(
         row_number += 1
         if not cells:
             continue
-        yield row_number, header, dict(zip(header, cells, strict=False)) | (
-            {"__extra__": "\x1f".join(cells[len(header):])} if len(cells) > len(header) else {}
+        yield (
+            row_number,
+            header,
+            dict(zip(header, cells, strict=False))
+            | ({"__extra__": "\x1f".join(cells[len(header) :])} if len(cells) > len(header) else {}),
         )

@@ -25,8 +25,13 @@ from services.ingest.normalisers.base import (
 )
 from shared.events import Evidence, ServiceTier, UsageBucket, UsageDimensions, UsageRecorded
 
-_TIERS = {None: ServiceTier.STANDARD, "standard": ServiceTier.STANDARD, "batch": ServiceTier.BATCH,
-          "priority": ServiceTier.PRIORITY, "flex": ServiceTier.FLEX}
+_TIERS = {
+    None: ServiceTier.STANDARD,
+    "standard": ServiceTier.STANDARD,
+    "batch": ServiceTier.BATCH,
+    "priority": ServiceTier.PRIORITY,
+    "flex": ServiceTier.FLEX,
+}
 
 
 class AnthropicUsageReport:
@@ -51,14 +56,16 @@ class AnthropicUsageReport:
             results = bucket.get("results") if isinstance(bucket, dict) else None
             if not isinstance(results, list):
                 row_number += 1
-                yield RowResult(row_number, canonical_bytes(bucket),
-                                error=RowRejected(f"{bucket_path}.results", "must be a list"))
+                yield RowResult(
+                    row_number, canonical_bytes(bucket), error=RowRejected(f"{bucket_path}.results", "must be a list")
+                )
                 continue
             for result_index, result in enumerate(results):
                 row_number += 1
                 field_path = f"{bucket_path}.results[{result_index}]"
-                raw = canonical_bytes({"starting_at": bucket.get("starting_at"), "ending_at": bucket.get("ending_at"),
-                                       "result": result})
+                raw = canonical_bytes(
+                    {"starting_at": bucket.get("starting_at"), "ending_at": bucket.get("ending_at"), "result": result}
+                )
                 try:
                     event = self._event(bucket, bucket_path, result, field_path, context, identities, row_number, raw)
                 except RowRejected as error:
@@ -91,19 +98,27 @@ class AnthropicUsageReport:
             raise RowRejected(f"{field_path}.server_tool_use", "must be an object")
         counts = {
             UsageBucket.INPUT_UNCACHED_TOKENS: whole_number(
-                result.get("uncached_input_tokens"), f"{field_path}.uncached_input_tokens"),
+                result.get("uncached_input_tokens"), f"{field_path}.uncached_input_tokens"
+            ),
             UsageBucket.CACHE_READ_TOKENS: whole_number(
-                result.get("cache_read_input_tokens"), f"{field_path}.cache_read_input_tokens", required=False),
+                result.get("cache_read_input_tokens"), f"{field_path}.cache_read_input_tokens", required=False
+            ),
             UsageBucket.CACHE_WRITE_TOKENS: whole_number(
                 cache_creation.get("ephemeral_5m_input_tokens"),
-                f"{field_path}.cache_creation.ephemeral_5m_input_tokens", required=False),
+                f"{field_path}.cache_creation.ephemeral_5m_input_tokens",
+                required=False,
+            ),
             UsageBucket.CACHE_WRITE_1H_TOKENS: whole_number(
                 cache_creation.get("ephemeral_1h_input_tokens"),
-                f"{field_path}.cache_creation.ephemeral_1h_input_tokens", required=False),
+                f"{field_path}.cache_creation.ephemeral_1h_input_tokens",
+                required=False,
+            ),
             UsageBucket.OUTPUT_TOKENS: whole_number(result.get("output_tokens"), f"{field_path}.output_tokens"),
             UsageBucket.WEB_SEARCH_CALLS: whole_number(
-                server_tools.get("web_search_requests"), f"{field_path}.server_tool_use.web_search_requests",
-                required=False),
+                server_tools.get("web_search_requests"),
+                f"{field_path}.server_tool_use.web_search_requests",
+                required=False,
+            ),
         }
         quantities = {bucket_name: count for bucket_name, count in counts.items() if count is not None}
         tier_name = result.get("service_tier")
@@ -122,8 +137,12 @@ class AnthropicUsageReport:
         )
         model = optional_str(result.get("model"), f"{field_path}.model")
         natural_key = {
-            "start": start.isoformat(), "end": end.isoformat(), "model": model, "tier": _TIERS[tier_name].value,
-            "dimensions": dimensions.model_dump(), "quantities": {k.value: v for k, v in quantities.items()},
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "model": model,
+            "tier": _TIERS[tier_name].value,
+            "dimensions": dimensions.model_dump(),
+            "quantities": {k.value: v for k, v in quantities.items()},
         }
         return UsageRecorded(
             event_id=identities.event_id(natural_key),
@@ -140,6 +159,7 @@ class AnthropicUsageReport:
             period_end=end,
             dimensions=dimensions,
             quantities=quantities,  # type: ignore[arg-type]
-            evidence=Evidence(format=self.format_name, file_name=context.file_name, row_number=row_number,
-                              raw_sha256=sha256_hex(raw)),
+            evidence=Evidence(
+                format=self.format_name, file_name=context.file_name, row_number=row_number, raw_sha256=sha256_hex(raw)
+            ),
         )

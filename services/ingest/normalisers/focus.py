@@ -31,8 +31,15 @@ from services.ingest.normalisers.base import (
 )
 from shared.events import ChargeCategory, Evidence, Money, UsageDimensions, UsageRecorded
 
-REQUIRED_COLUMNS = ("BilledCost", "BillingCurrency", "ChargePeriodStart", "ChargePeriodEnd", "ChargeCategory",
-                    "ProviderName", "ServiceName")
+REQUIRED_COLUMNS = (
+    "BilledCost",
+    "BillingCurrency",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ChargeCategory",
+    "ProviderName",
+    "ServiceName",
+)
 
 _CATEGORIES = {
     "usage": ChargeCategory.USAGE,
@@ -157,8 +164,9 @@ class FocusCsv:
             consumed_quantity=consumed,
             consumed_unit=_cell(row, "ConsumedUnit"),
             description=_cell(row, "ChargeDescription"),
-            evidence=Evidence(format=self.format_name, file_name=context.file_name, row_number=row_number,
-                              raw_sha256=sha256_hex(raw)),
+            evidence=Evidence(
+                format=self.format_name, file_name=context.file_name, row_number=row_number, raw_sha256=sha256_hex(raw)
+            ),
         )
 
 
@@ -171,4 +179,6 @@ def _tags(cell: str | None) -> dict[str, str]:
         raise RowRejected("Tags", f"must be a JSON object, got {cell[:80]!r}") from None
     if not isinstance(parsed, dict):
         raise RowRejected("Tags", "must be a JSON object")
-    return {str(key): value if isinstance(value, str) else json.dumps(value, default=str) for key, value in parsed.items()}
+    return {
+        str(key): value if isinstance(value, str) else json.dumps(value, default=str) for key, value in parsed.items()
+    }

@@ -74,8 +74,12 @@ class OpenAIDashboardUsageExport:
         model = optional_str(row.get("model"), "model")
         tier = service_tier(row.get("batch"), row.get("service_tier"), "")
         natural_key = {
-            "start": start.isoformat(), "end": end.isoformat(), "model": model, "tier": tier.value,
-            "dimensions": dimensions.model_dump(), "quantities": {k.value: v for k, v in quantities.items()},
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "model": model,
+            "tier": tier.value,
+            "dimensions": dimensions.model_dump(),
+            "quantities": {k.value: v for k, v in quantities.items()},
             "requests": requests,
         }
         return UsageRecorded(
@@ -93,6 +97,7 @@ class OpenAIDashboardUsageExport:
             dimensions=dimensions,
             quantities=dict(quantities),
             request_count=requests,
-            evidence=Evidence(format=self.format_name, file_name=context.file_name, row_number=row_number,
-                              raw_sha256=sha256_hex(raw)),
+            evidence=Evidence(
+                format=self.format_name, file_name=context.file_name, row_number=row_number, raw_sha256=sha256_hex(raw)
+            ),
         )

@@ -62,9 +62,13 @@ def service_tier(batch: Any, tier: Any, field_path: str) -> ServiceTier:
 def token_buckets(result: dict[str, Any], field_path: str) -> dict[UsageBucket, int]:
     """Split OpenAI's inclusive input count into exclusive buckets, checking that they add up."""
     total_input = whole_number(result.get("input_tokens"), _path(field_path, "input_tokens"))
-    cached = whole_number(result.get("input_cached_tokens"), _path(field_path, "input_cached_tokens"), required=False) or 0
+    cached = (
+        whole_number(result.get("input_cached_tokens"), _path(field_path, "input_cached_tokens"), required=False) or 0
+    )
     cache_write = (
-        whole_number(result.get("input_cache_write_tokens"), _path(field_path, "input_cache_write_tokens"), required=False)
+        whole_number(
+            result.get("input_cache_write_tokens"), _path(field_path, "input_cache_write_tokens"), required=False
+        )
         or 0
     )
     output = whole_number(result.get("output_tokens"), _path(field_path, "output_tokens"))
@@ -76,7 +80,9 @@ def token_buckets(result: dict[str, Any], field_path: str) -> dict[UsageBucket, 
             f"input_tokens {total_input} is less than input_cached_tokens {cached} + input_cache_write_tokens "
             f"{cache_write}",
         )
-    stated = whole_number(result.get("input_uncached_tokens"), _path(field_path, "input_uncached_tokens"), required=False)
+    stated = whole_number(
+        result.get("input_uncached_tokens"), _path(field_path, "input_uncached_tokens"), required=False
+    )
     if stated is not None and stated != uncached:
         raise RowRejected(
             _path(field_path, "input_uncached_tokens"),
@@ -107,19 +113,23 @@ class OpenAIUsageCompletions:
             bucket_path = f"data[{bucket_index}]"
             if not isinstance(bucket, dict):
                 row_number += 1
-                yield RowResult(row_number, canonical_bytes(bucket), error=RowRejected(bucket_path, "must be an object"))
+                yield RowResult(
+                    row_number, canonical_bytes(bucket), error=RowRejected(bucket_path, "must be an object")
+                )
                 continue
             results = bucket.get("results")
             if not isinstance(results, list):
                 row_number += 1
-                yield RowResult(row_number, canonical_bytes(bucket),
-                                error=RowRejected(f"{bucket_path}.results", "must be a list"))
+                yield RowResult(
+                    row_number, canonical_bytes(bucket), error=RowRejected(f"{bucket_path}.results", "must be a list")
+                )
                 continue
             for result_index, result in enumerate(results):
                 row_number += 1
                 field_path = f"{bucket_path}.results[{result_index}]"
-                raw = canonical_bytes({"start_time": bucket.get("start_time"), "end_time": bucket.get("end_time"),
-                                       "result": result})
+                raw = canonical_bytes(
+                    {"start_time": bucket.get("start_time"), "end_time": bucket.get("end_time"), "result": result}
+                )
                 try:
                     event = self._event(bucket, bucket_path, result, field_path, context, identities, row_number, raw)
                 except RowRejected as error:
@@ -154,8 +164,12 @@ class OpenAIUsageCompletions:
         model = optional_str(result.get("model"), f"{field_path}.model")
         tier = service_tier(result.get("batch"), result.get("service_tier"), field_path)
         natural_key = {
-            "start": start.isoformat(), "end": end.isoformat(), "model": model, "tier": tier.value,
-            "dimensions": dimensions.model_dump(), "quantities": {k.value: v for k, v in quantities.items()},
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "model": model,
+            "tier": tier.value,
+            "dimensions": dimensions.model_dump(),
+            "quantities": {k.value: v for k, v in quantities.items()},
             "requests": requests,
         }
         return UsageRecorded(
@@ -173,8 +187,9 @@ class OpenAIUsageCompletions:
             dimensions=dimensions,
             quantities={bucket: quantity for bucket, quantity in quantities.items()},
             request_count=requests,
-            evidence=Evidence(format=self.format_name, file_name=context.file_name, row_number=row_number,
-                              raw_sha256=sha256_hex(raw)),
+            evidence=Evidence(
+                format=self.format_name, file_name=context.file_name, row_number=row_number, raw_sha256=sha256_hex(raw)
+            ),
         )
 
 
