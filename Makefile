@@ -4,10 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-lint: $(STAMP)
-	$(BIN)/ruff check shared services aifinops tests bench
-	$(BIN)/ruff format --check shared services aifinops tests bench
-
 .PHONY: demo test lint test-unit test-integration test-faults bench schemas clean
 
 $(STAMP): pyproject.toml
@@ -29,6 +25,10 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/pytest -m integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check shared services aifinops tests bench
+	$(BIN)/ruff format --check shared services aifinops tests bench
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline_rate
