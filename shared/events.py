@@ -128,6 +128,13 @@ class ChargeCategory(StrEnum):
     ADJUSTMENT = "adjustment"
 
 
+class PricingBasis(StrEnum):
+    """Where a usage line's cost comes from."""
+
+    CATALOGUE = "catalogue"  # usage quantities priced from the price catalogue
+    PROVIDER_BILLED = "provider_billed"  # a line of a bill of record: the provider's billed cost is the cost
+
+
 class EventEnvelope(FrozenModel):
     """Fields every event carries."""
 
@@ -185,7 +192,16 @@ class UsageRecorded(EventEnvelope):
     quantities: dict[UsageBucket, Decimal] = Field(default_factory=dict)
     request_count: int | None = Field(default=None, ge=0, description="Model requests; informational, not billed.")
     charge_category: ChargeCategory = ChargeCategory.USAGE
-    provider_cost: Money | None = Field(default=None, description="Cost the provider billed for this line.")
+    pricing_basis: PricingBasis = Field(
+        default=PricingBasis.CATALOGUE,
+        description="provider_billed for lines of a bill of record (FOCUS, CUR, cloud exports), whose billed cost "
+        "is the cost; catalogue for usage reports, whose quantities are priced from the catalogue.",
+    )
+    provider_cost: Money | None = Field(
+        default=None,
+        description="Cost the provider stated for this line: the cost itself for billed lines, a figure to "
+        "reconcile against otherwise.",
+    )
     provider_list_cost: Money | None = None
     provider_effective_cost: Money | None = None
     consumed_quantity: Decimal | None = Field(default=None, description="Quantity in the provider's own unit.")
@@ -214,6 +230,85 @@ class UsageRecorded(EventEnvelope):
         if self.period_end < self.period_start:
             raise ValueError(f"period_end {self.period_end} is before period_start {self.period_start}")
         return self
+
+
+class ProviderCostReported(EventEnvelope):
+    """A provider's own statement of what it charged (cost API or cost report), kept for reconciliation.
+
+    It is not a bill line and never adds to spend: allocation compares it with the cost it computed from usage.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "provider_cost.reported"
+    event_type: Literal["provider_cost.reported"] = "provider_cost.reported"
+
+    provider: NonEmptyStr
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    model: str | None = Field(default=None, description="None when the report is not broken down by model.")
+    line_item: str | None = Field(default=None, description="The provider's line item or cost type, as written.")
+    token_type: str | None = Field(default=None, description="Token kind the line is for, when the report says.")
+    service_tier: ServiceTier | None = None
+    dimensions: UsageDimensions = Field(default_factory=UsageDimensions)
+    amount: Money
+    evidence: Evidence
+
+
+class SeatActivityReported(EventEnvelope):
+    """One assigned seat of an AI tool licence, with its last activity, as of a report date."""
+
+    EVENT_TYPE: ClassVar[str] = "seat.activity_reported"
+    event_type: Literal["seat.activity_reported"] = "seat.activity_reported"
+
+    vendor: NonEmptyStr = Field(description="Licence vendor, such as 'github' or 'microsoft'.")
+    product: NonEmptyStr = Field(description="Licensed product, such as 'github-copilot' or 'microsoft-365-copilot'.")
+    as_of: AwareDatetime = Field(description="When the report was taken.")
+    seat_holder: NonEmptyStr = Field(description="Login, user principal name or its hash, as the report gives it.")
+    plan: str | None = None
+    assigned_at: AwareDatetime | None = None
+    last_activity_at: AwareDatetime | None = Field(default=None, description="None when the seat was never used.")
+    last_activity_surface: str | None = Field(default=None, description="Editor or app of the last activity.")
+    assigning_team: str | None = None
+    pending_cancellation_date: str | None = Field(default=None, description="'YYYY-MM-DD' when a cancellation is due.")
+    dimensions: UsageDimensions = Field(default_factory=UsageDimensions)
+    evidence: Evidence
+
+
+class SeatEntitlementReported(EventEnvelope):
+    """How many seats of an AI tool licence an organisation holds and uses, as of a report date."""
+
+    EVENT_TYPE: ClassVar[str] = "seat.entitlement_reported"
+    event_type: Literal["seat.entitlement_reported"] = "seat.entitlement_reported"
+
+    vendor: NonEmptyStr
+    product: NonEmptyStr
+    as_of: AwareDatetime
+    entitled_seats: int = Field(ge=0, description="Seats paid for.")
+    active_seats: int | None = Field(default=None, ge=0)
+    inactive_seats: int | None = Field(default=None, ge=0)
+    pending_cancellation_seats: int | None = Field(default=None, ge=0)
+    seat_price: Money | None = Field(default=None, description="Price of one seat for one month, when known.")
+    dimensions: UsageDimensions = Field(default_factory=UsageDimensions)
+    evidence: Evidence
+
+
+class GpuUtilisationReported(EventEnvelope):
+    """How busy one GPU was over a window, from GPU telemetry such as the NVIDIA DCGM exporter."""
+
+    EVENT_TYPE: ClassVar[str] = "gpu.utilisation_reported"
+    event_type: Literal["gpu.utilisation_reported"] = "gpu.utilisation_reported"
+
+    host: NonEmptyStr
+    gpu_id: NonEmptyStr = Field(description="GPU UUID, or host and index when there is no UUID.")
+    gpu_model: str | None = None
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    utilisation_percent: Decimal = Field(ge=0, le=100, description="Mean GPU utilisation over the window.")
+    memory_used_mib: Decimal | None = Field(default=None, ge=0)
+    memory_total_mib: Decimal | None = Field(default=None, ge=0)
+    dimensions: UsageDimensions = Field(
+        default_factory=UsageDimensions, description="Attribution such as namespace and pod, as tags."
+    )
+    evidence: Evidence
 
 
 class CostStatus(StrEnum):
@@ -457,6 +552,10 @@ EVENT_MODELS: dict[str, type[EventEnvelope]] = {
     model.EVENT_TYPE: model
     for model in (
         UsageRecorded,
+        ProviderCostReported,
+        SeatActivityReported,
+        SeatEntitlementReported,
+        GpuUtilisationReported,
         CostAllocated,
         CostVarianceDetected,
         RiskFlagged,
@@ -469,6 +568,10 @@ EVENT_MODELS: dict[str, type[EventEnvelope]] = {
 
 AnyEvent = Annotated[
     UsageRecorded
+    | ProviderCostReported
+    | SeatActivityReported
+    | SeatEntitlementReported
+    | GpuUtilisationReported
     | CostAllocated
     | CostVarianceDetected
     | RiskFlagged

@@ -12,6 +12,10 @@ from enum import StrEnum
 
 class Topic(StrEnum):
     USAGE_RECORDED = "aifinops.usage.recorded.v1"
+    PROVIDER_COST_REPORTED = "aifinops.cost.provider-reported.v1"
+    SEAT_ACTIVITY_REPORTED = "aifinops.seats.activity-reported.v1"
+    SEAT_ENTITLEMENT_REPORTED = "aifinops.seats.entitlement-reported.v1"
+    GPU_UTILISATION_REPORTED = "aifinops.gpu.utilisation-reported.v1"
     COST_ALLOCATED = "aifinops.cost.allocated.v1"
     COST_VARIANCE_DETECTED = "aifinops.cost.variance-detected.v1"
     RISK_FLAGGED = "aifinops.risk.flagged.v1"
@@ -24,6 +28,10 @@ class Topic(StrEnum):
 #: The topic that carries each event type.
 EVENT_TOPICS: dict[str, Topic] = {
     "usage.recorded": Topic.USAGE_RECORDED,
+    "provider_cost.reported": Topic.PROVIDER_COST_REPORTED,
+    "seat.activity_reported": Topic.SEAT_ACTIVITY_REPORTED,
+    "seat.entitlement_reported": Topic.SEAT_ENTITLEMENT_REPORTED,
+    "gpu.utilisation_reported": Topic.GPU_UTILISATION_REPORTED,
     "cost.allocated": Topic.COST_ALLOCATED,
     "cost.variance_detected": Topic.COST_VARIANCE_DETECTED,
     "risk.flagged": Topic.RISK_FLAGGED,

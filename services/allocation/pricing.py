@@ -11,7 +11,7 @@ import decimal
 from dataclasses import dataclass
 
 from shared.catalogue import PriceCatalogue
-from shared.events import BUCKET_UNITS, CostLine, CostStatus, Money, UsageRecorded
+from shared.events import BUCKET_UNITS, CostLine, CostStatus, Money, PricingBasis, UsageRecorded
 
 ARITHMETIC = decimal.Context(prec=50)
 
@@ -30,11 +30,13 @@ def _unpriced(reason: str, priced_model: str | None = None) -> PricedUsage:
 
 
 def price_usage(event: UsageRecorded, catalogue: PriceCatalogue) -> PricedUsage:
-    """Price an event from the catalogue, or take the provider's billed cost for bill lines without quantities."""
+    """Price an event from the catalogue, or take the billed cost of a line from a bill of record."""
+    if event.pricing_basis is PricingBasis.PROVIDER_BILLED:
+        if event.provider_cost is None:
+            return _unpriced("the bill line has no billed cost")
+        return PricedUsage(CostStatus.PROVIDER_BILLED, None, (), event.provider_cost)
     if not event.quantities:
-        if event.provider_cost is not None:
-            return PricedUsage(CostStatus.PROVIDER_BILLED, None, (), event.provider_cost)
-        return _unpriced("the event has neither usage quantities nor a provider cost")
+        return _unpriced("the usage report line has no usage quantities to price")
 
     if event.model is None:
         return _unpriced(

@@ -18,14 +18,15 @@ from typing import IO
 from sqlalchemy import update
 
 from services.ingest.normalisers import ImportContext, Normaliser, RowResult
+from services.ingest.normalisers.base import IngestEvent
 from services.ingest.tables import IngestImport, IngestRejectedRow, IngestUsageEvent
 from shared.consumer import DeadLetters
 from shared.db import Database, insert_new_rows
-from shared.events import utc_now
+from shared.events import GpuUtilisationReported, SeatActivityReported, SeatEntitlementReported, utc_now
 from shared.kafka import OutgoingEvent
 from shared.logging import get_logger
 from shared.outbox import Outbox
-from shared.topics import Topic
+from shared.topics import EVENT_TOPICS
 
 log = get_logger(__name__)
 
@@ -76,13 +77,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def stable_key(event_dimensions: dict[str, object], provider: str) -> str:
-    """Pick the partition key of a usage event: its most specific owner key, so one owner's events stay in order."""
+def stable_key(event: IngestEvent) -> str:
+    """Pick the partition key of an ingest event: its most specific owner, so one owner's events stay in order."""
+    if isinstance(event, SeatActivityReported | SeatEntitlementReported):
+        return f"{event.vendor}:{event.product}"
+    if isinstance(event, GpuUtilisationReported):
+        return f"gpu:{event.host}:{event.gpu_id}"
+    dimensions = event.dimensions
     for name in ("api_key_id", "project_id", "workspace_id", "account_id"):
-        value = event_dimensions.get(name)
+        value = getattr(dimensions, name)
         if value:
-            return f"{provider}:{name}:{value}"
-    return f"{provider}:-"
+            return f"{event.provider}:{name}:{value}"
+    return f"{event.provider}:-"
 
 
 class Recorder:
@@ -181,6 +187,7 @@ class Recorder:
                 event_rows.append(
                     {
                         "event_id": event.event_id,
+                        "event_type": event.EVENT_TYPE,
                         "tenant": event.tenant,
                         "source_format": format_name,
                         "channel": context.channel,
@@ -193,8 +200,7 @@ class Recorder:
                         "occurred_at": event.occurred_at,
                     }
                 )
-                key = stable_key(event.dimensions.model_dump(), event.provider)
-                outgoing[event.event_id] = OutgoingEvent.of(Topic.USAGE_RECORDED, event, key)
+                outgoing[event.event_id] = OutgoingEvent.of(EVENT_TOPICS[event.EVENT_TYPE], event, stable_key(event))
 
         async with self.database.transaction() as connection:
             new_keys = await insert_new_rows(connection, IngestUsageEvent.__table__, event_rows, ["event_id"])  # type: ignore[attr-defined]

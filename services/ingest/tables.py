@@ -12,12 +12,13 @@ from shared.outbox import outbox_table
 
 
 class IngestUsageEvent(SQLModel, table=True):
-    """Every usage event ingest accepted, with the raw row behind it (the evidence)."""
+    """Every event ingest accepted (usage, cost reports, seats, GPU telemetry), with the raw row behind it."""
 
     __tablename__ = "ingest_usage_events"
     __table_args__ = (Index("ix_ingest_usage_events_tenant_occurred", "tenant", "occurred_at"),)
 
     event_id: str = Field(primary_key=True, max_length=64)
+    event_type: str = Field(max_length=64)
     tenant: str = Field(max_length=512)
     source_format: str = Field(max_length=64)
     channel: str = Field(max_length=16)

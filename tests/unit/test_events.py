@@ -94,25 +94,69 @@ def test_unpriced_cost_carries_no_amount() -> None:
     with pytest.raises(ValidationError, match="must not carry a cost"):
         CostAllocated.model_validate(
             {
-                **usage().model_dump(
-                    exclude={
-                        "event_type",
-                        "evidence",
-                        "description",
-                        "consumed_quantity",
-                        "consumed_unit",
-                        "provider_list_cost",
-                        "provider_effective_cost",
-                        "region",
-                    }
-                ),
-                "event_id": "cost:e1",
+                "event_id": "cost:e1:r1",
+                "occurred_at": "2025-10-05T00:00:00Z",
+                "source": "test",
+                "tenant": "acme",
+                "correlation_id": "c",
                 "usage_event_id": "e1",
+                "provider": "openai",
+                "service_tier": "standard",
+                "period_start": "2025-10-05T00:00:00Z",
+                "period_end": "2025-10-06T00:00:00Z",
+                "dimensions": {},
+                "quantities": {},
+                "charge_category": "usage",
                 "status": "unpriced",
                 "cost": {"amount": "0", "currency": "USD"},
                 "allocation": {"team": "t", "cost_centre": "c", "rule_id": "r"},
             }
         )
+
+
+def test_shares_must_add_up_to_the_cost() -> None:
+    base = {
+        "event_id": "cost:e1:r1",
+        "occurred_at": "2025-10-05T00:00:00Z",
+        "source": "test",
+        "tenant": "acme",
+        "correlation_id": "c",
+        "usage_event_id": "e1",
+        "provider": "openai",
+        "service_tier": "standard",
+        "period_start": "2025-10-05T00:00:00Z",
+        "period_end": "2025-10-06T00:00:00Z",
+        "dimensions": {},
+        "quantities": {},
+        "charge_category": "usage",
+        "status": "priced",
+        "cost": {"amount": "1.00", "currency": "USD"},
+        "allocation": {"team": "a", "cost_centre": "c", "rule_id": "r"},
+    }
+    share = {"allocation": {"team": "a", "cost_centre": "c", "rule_id": "r"}, "fraction": "0.5"}
+    even = CostAllocated.model_validate(
+        {
+            **base,
+            "shares": [
+                {**share, "amount": {"amount": "0.50", "currency": "USD"}},
+                {**share, "amount": {"amount": "0.50", "currency": "USD"}},
+            ],
+        }
+    )
+    assert len(even.shares) == 2
+    with pytest.raises(ValidationError, match="add up to exactly the cost"):
+        CostAllocated.model_validate(
+            {
+                **base,
+                "shares": [
+                    {**share, "amount": {"amount": "0.50", "currency": "USD"}},
+                    {**share, "amount": {"amount": "0.49", "currency": "USD"}},
+                ],
+            }
+        )
+    single = CostAllocated.model_validate(base)
+    assert single.shares[0].fraction == 1
+    assert single.shares[0].amount == single.cost
 
 
 def test_every_event_has_a_schema_and_a_topic() -> None:

@@ -17,6 +17,7 @@ from shared.events import (
     CostStatus,
     Evidence,
     Money,
+    PricingBasis,
     ServiceTier,
     UsageBucket,
     UsageDimensions,
@@ -160,11 +161,20 @@ class TestOtherCases:
         assert priced.cost is not None
         assert priced.cost.amount == Decimal("1")  # 1,000,000 × 1.00 / 1,000,000
 
+    def test_usage_report_cost_is_not_the_cost(self) -> None:
+        # A usage report's own cost figure is for reconciliation; without quantities nothing is priced.
+        event = usage("gpt-5", {}).model_copy(update={"provider_cost": Money(amount=Decimal("9"), currency="USD")})
+        priced = price_usage(event, CATALOGUE)
+        assert priced.status is CostStatus.UNPRICED
+        assert priced.cost is None
+
     def test_provider_billed_line(self) -> None:
-        event = usage(None, {}).model_copy(
+        # A bill line keeps its billed cost even when it also states a quantity.
+        event = usage(None, {B.GPU_SECONDS: 3600}).model_copy(
             update={
                 "provider_cost": Money(amount=Decimal("1.624"), currency="USD"),
                 "charge_category": ChargeCategory.USAGE,
+                "pricing_basis": PricingBasis.PROVIDER_BILLED,
             }
         )
         priced = price_usage(event, CATALOGUE)

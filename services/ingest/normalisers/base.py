@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any, Protocol
 
-from shared.events import UsageRecorded
+from shared.events import (
+    GpuUtilisationReported,
+    ProviderCostReported,
+    SeatActivityReported,
+    SeatEntitlementReported,
+    UsageRecorded,
+)
 
 # Namespace for uuid5 event ids; changing it would change every id and break de-duplication.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c2e-4b7a-5e8f-9a0b-1c2d3e4f5a6b")
@@ -35,6 +41,12 @@ class InvalidSyntax(FormatError):
     """The input is not parseable at all: not JSON, not UTF-8, not CSV."""
 
 
+# Every event type a normaliser may produce; each travels on its own topic (shared.topics.EVENT_TOPICS).
+IngestEvent = (
+    UsageRecorded | ProviderCostReported | SeatActivityReported | SeatEntitlementReported | GpuUtilisationReported
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ImportContext:
     tenant: str
@@ -50,7 +62,7 @@ class RowResult:
 
     row_number: int
     raw: bytes
-    event: UsageRecorded | None = None
+    event: IngestEvent | None = None
     error: RowRejected | None = None
     empty: bool = False
 

@@ -29,7 +29,7 @@ from services.ingest.normalisers.base import (
     decimal_value,
     sha256_hex,
 )
-from shared.events import ChargeCategory, Evidence, Money, UsageDimensions, UsageRecorded
+from shared.events import ChargeCategory, Evidence, Money, PricingBasis, UsageDimensions, UsageRecorded
 
 REQUIRED_COLUMNS = (
     "BilledCost",
@@ -156,6 +156,7 @@ class FocusCsv:
             period_end=end,
             dimensions=dimensions,
             charge_category=category,
+            pricing_basis=PricingBasis.PROVIDER_BILLED,
             provider_cost=Money(amount=billed, currency=currency),
             provider_list_cost=Money(amount=list_cost, currency=currency) if list_cost is not None else None,
             provider_effective_cost=(
