@@ -508,6 +508,8 @@ class ValueMapped(EventEnvelope):
     cost_per_outcome: Money | None = Field(description="None when the period has no outcomes.")
     value: Money | None = None
     cost_event_count: int = Field(ge=0)
+    value_linked: bool = Field(
+        default=True, description="False when the use case had spend in the period and no outcome was recorded.")
 
 
 class RecommendationKind(StrEnum):
@@ -529,6 +531,9 @@ class SavingsRecommended(EventEnvelope):
     arithmetic: NonEmptyStr = Field(description="The estimate written out with every figure used.")
     caveat: str | None = None
     evidence_event_ids: tuple[str, ...] = ()
+    status: Literal["open", "accepted", "dismissed", "implemented"] = "open"
+    ticket_requested: bool = Field(
+        default=False, description="True when someone asked for an ITSM ticket; risk's connectors open it.")
 
 
 class DeadLetterRecorded(EventEnvelope):

@@ -258,4 +258,5 @@ class ValueHandler:
             cost_per_outcome=Money(amount=per_outcome, currency=self.currency) if per_outcome is not None else None,
             value=Money(amount=value, currency=self.currency) if value is not None else None,
             cost_event_count=cost_events,
+            value_linked=kind != NO_OUTCOME,
         )
