@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint test-unit test-integration test-faults bench schemas clean
+.PHONY: demo test lint test-unit test-integration test-faults bench protos schemas clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aifinops needs Python 3.11 or newer: run make PYTHON=python3.11 ...")'
@@ -32,6 +32,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline_rate
+
+protos: $(STAMP)
+	$(BIN)/python -m shared.protos.generate
 
 schemas: $(STAMP)
 	$(BIN)/aifinops schemas export schemas

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,10 +19,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from shared.db import Database
 from shared.embedded_broker import EmbeddedBroker
 from shared.kafka import consumer_lag, ensure_topics
 from shared.logging import get_logger
+from shared.ops import token_sha256
 from shared.outbox import count_unsent
 from shared.settings import ServiceSettings
 from shared.topics import SUBSCRIPTIONS, group_id
@@ -41,6 +45,10 @@ class StackConfig:
     budgets: Path | None = None
     optimizer_policy: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Ops API clients to create tokens for: name -> (scopes, tenants or None for all tenants).
+    clients: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = field(
+        default_factory=lambda: {"admin": (("read", "write"), None), "reader": (("read",), None)}
+    )
 
 
 @dataclass
@@ -58,10 +66,30 @@ class Stack:
         self.broker: EmbeddedBroker | None = None
         self.processes: dict[str, ServiceProcess] = {}
         self.bootstrap_servers = config.bootstrap_servers or ""
+        self.tokens: dict[str, str] = {}  # client name -> bearer token for the ops APIs
 
     @property
     def data_dir(self) -> Path:
         return self.config.run_dir / "data"
+
+    @property
+    def tokens_file(self) -> Path:
+        return self.config.run_dir / "grpc-tokens.yaml"
+
+    def _write_tokens(self) -> None:
+        """Create a random token per configured client; the file holds only their SHA-256."""
+        clients = []
+        for name, (scopes, tenants) in self.config.clients.items():
+            token = self.tokens.setdefault(name, secrets.token_urlsafe(32))
+            entry: dict[str, object] = {"name": name, "token_sha256": token_sha256(token), "scopes": list(scopes)}
+            if tenants is not None:
+                entry["tenants"] = list(tenants)
+            clients.append(entry)
+        self.tokens_file.write_text(yaml.safe_dump({"clients": clients}))
+        self.tokens_file.chmod(0o600)
+
+    def grpc_target(self, service: str) -> str:
+        return f"127.0.0.1:{self.processes[service].ports['grpc_port']}"
 
     def settings(self) -> ServiceSettings:
         """Settings that point a process of our own (the CLI, a test) at this stack's broker and databases."""
@@ -82,6 +110,7 @@ class Stack:
             "VALUE_HTTP_PORT": "0",
             "AIFINOPS_GRPC_PORT": "0",
             "PYTHONUNBUFFERED": "1",
+            "AIFINOPS_GRPC_TOKENS_FILE": str(self.tokens_file),
             **self.config.extra_env,
         }
         if self.config.database_url:
@@ -102,6 +131,7 @@ class Stack:
         self.config.run_dir.mkdir(parents=True, exist_ok=True)
         (self.config.run_dir / "logs").mkdir(exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_tokens()
         if not self.bootstrap_servers:
             self.broker = EmbeddedBroker(log_path=self.config.run_dir / "logs" / "broker.log")
             self.broker.start()

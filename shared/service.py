@@ -26,7 +26,7 @@ from shared.consumer import BatchProcessor, DeadLetters, EventT, Incoming
 from shared.db import Database
 from shared.kafka import EventPublisher, ensure_topics
 from shared.logging import configure_logging, get_logger
-from shared.ops import OpsServer, ServiceRegistrar
+from shared.ops import OpsSecurity, OpsServer, ServiceRegistration
 from shared.outbox import Outbox
 from shared.settings import ServiceSettings
 from shared.topics import group_id
@@ -78,14 +78,21 @@ class ServiceRuntime:
         *,
         http_app: Any | None = None,
         http_port: int = 0,
-        registrars: Sequence[ServiceRegistrar] = (),
+        registrations: Sequence[ServiceRegistration] = (),
         on_started: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         await self.database.create_tables(tables)
         await ensure_topics(self.settings.kafka_bootstrap_servers)
         await self.publisher.start()
         await self.broker.start()
-        ops = OpsServer(self.name, self.settings.grpc_port, registrars)
+        security = OpsSecurity(
+            tokens_file=self.settings.grpc_tokens_file,
+            tls_cert_file=self.settings.grpc_tls_cert_file,
+            tls_key_file=self.settings.grpc_tls_key_file,
+        )
+        ops = OpsServer(
+            self.name, self.settings.grpc_port, registrations, host=self.settings.grpc_host, security=security
+        )
         await ops.start()
 
         http_server: uvicorn.Server | None = None

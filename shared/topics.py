@@ -53,6 +53,7 @@ def partition_key(tenant: str, key: str) -> bytes:
 
 #: Which topics each consuming service reads; each (service, topic) pair is one consumer group.
 SUBSCRIPTIONS: dict[str, tuple[Topic, ...]] = {
+    "ingest": (Topic.DEAD_LETTER,),
     "allocation": (Topic.USAGE_RECORDED,),
     "risk": (Topic.COST_ALLOCATED,),
     "value": (Topic.COST_ALLOCATED, Topic.OUTCOME_RECORDED),

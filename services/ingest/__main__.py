@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from services.ingest.dead_letters import DEAD_LETTERS, DeadLetterStore
 from services.ingest.importer import Recorder
+from services.ingest.ops import registration
 from services.ingest.settings import IngestSettings
 from services.ingest.tables import TABLES
 from services.ingest.webhook import build_webhook_app
+from shared.events import DeadLetterRecorded
 from shared.service import ServiceRuntime, run_service
+from shared.topics import Topic
 
 
 async def main() -> None:
     settings = IngestSettings()
     runtime = ServiceRuntime("ingest", settings)
     recorder = Recorder(runtime.database, runtime.outbox, runtime.dead_letters)
-    await runtime.run(TABLES, http_app=build_webhook_app(recorder, settings), http_port=settings.http_port)
+    dead_letters = DeadLetterStore(runtime.database, runtime.publisher)
+    runtime.subscribe(Topic.DEAD_LETTER, DeadLetterRecorded, dead_letters.handle)
+    await runtime.run(
+        [*TABLES, DEAD_LETTERS],
+        http_app=build_webhook_app(recorder, settings),
+        http_port=settings.http_port,
+        registrations=[registration(runtime.database, dead_letters)],
+    )
 
 
 if __name__ == "__main__":
