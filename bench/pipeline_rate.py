@@ -26,9 +26,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from aifinops.stack import Stack, StackConfig
+from shared.db import create_scratch_database, drop_database
 from shared.events import Evidence, UsageBucket, UsageDimensions, UsageRecorded
 from shared.kafka import EventPublisher, OutgoingEvent, ensure_topics
 from shared.logging import configure_logging
+from shared.settings import ServiceSettings
 from shared.topics import Topic
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -80,7 +82,8 @@ async def produce(bootstrap: str, events: list[OutgoingEvent], topic: str | None
 async def run(count: int) -> dict[str, object]:
     configure_logging("bench", level="WARNING")
     run_dir = Path(tempfile.mkdtemp(prefix="aifinops-bench-"))
-    database_url = os.environ.get("DATABASE_URL") or None
+    server = ServiceSettings().database_url
+    database_url, scratch = await create_scratch_database(server, prefix="aifinops_bench") if server else (None, None)
     stack = Stack(
         StackConfig(
             run_dir=run_dir,
@@ -106,6 +109,8 @@ async def run(count: int) -> dict[str, object]:
         end_to_end_seconds = time.perf_counter() - started
     finally:
         stack.stop()
+        if server and scratch:
+            await drop_database(server, scratch)
     raw_rate = count / raw_seconds
     e2e_rate = count / end_to_end_seconds
     return {

@@ -10,13 +10,14 @@ a Decimal as a binary float.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Numeric, String, Table, event, exc
+from sqlalchemy import JSON, DateTime, Numeric, String, Table, event, exc, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -78,13 +79,27 @@ class UtcDateTime(TypeDecorator[datetime]):
 JsonColumn = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
+class SchemaMismatch(RuntimeError):
+    """A table exists but lacks columns this version writes; the database needs migrating or replacing."""
+
+
 def is_transient_error(error: BaseException) -> bool:
-    """Tell whether an error is the database or network being unavailable, so a retry may succeed."""
+    """Tell whether an error lies outside the message (database down, schema wrong), so retrying it later is right.
+
+    Such errors must never dead-letter a message: the message is fine and will succeed once the cause is fixed.
+    A ProgrammingError (unknown table or column, bad SQL) is a deployment fault, not a data fault, so it counts too.
+    """
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
     return isinstance(
         error,
-        exc.OperationalError | exc.InterfaceError | exc.TimeoutError | OSError | ConnectionError | asyncio.TimeoutError,
+        exc.OperationalError
+        | exc.InterfaceError
+        | exc.ProgrammingError
+        | exc.TimeoutError
+        | OSError
+        | ConnectionError
+        | asyncio.TimeoutError,
     )
 
 
@@ -105,8 +120,17 @@ class Database:
         return self.engine.dialect.name
 
     async def create_tables(self, tables: Iterable[Table]) -> None:
+        """Create missing tables, then check that existing ones have every column this version writes."""
+        wanted = list(tables)
         async with self.engine.begin() as connection:
-            await connection.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=list(tables)))
+            await connection.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=wanted))
+            missing = await connection.run_sync(lambda sync: _missing_columns(sync, wanted))
+        if missing:
+            listed = "; ".join(f"{table}: {', '.join(columns)}" for table, columns in missing.items())
+            raise SchemaMismatch(
+                f"tables created by an older version lack columns ({listed}); migrate them or point "
+                "DATABASE_URL at a new database"
+            )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -115,6 +139,17 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _missing_columns(connection: Any, tables: list[Table]) -> dict[str, list[str]]:
+    inspector = inspect(connection)
+    missing: dict[str, list[str]] = {}
+    for table in tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        absent = [column.name for column in table.columns if column.name not in present]
+        if absent:
+            missing[table.name] = absent
+    return missing
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -193,3 +228,25 @@ async def replace_older_revisions(
     if fresh:
         await connection.execute(table.insert(), fresh)
     return fresh, replaced
+
+
+async def create_scratch_database(server_url: str, prefix: str = "aifinops_scratch") -> tuple[str, str]:
+    """Create an empty PostgreSQL database on the server of ``server_url``; return its URL and name."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{name}", name
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await engine.dispose()

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.db import create_scratch_database, drop_database
 from shared.embedded_broker import EmbeddedBroker
 from shared.settings import ServiceSettings
 
@@ -57,46 +55,18 @@ def kafka_bootstrap_servers() -> Iterator[str]:
             broker.stop()
 
 
-def _fresh_postgres_database(server_url: str) -> tuple[str, str]:
-    """Create an empty database on the server of ``server_url``; return its URL and name."""
-    settings_url = ServiceSettings(DATABASE_URL=server_url).database_url
-    assert settings_url is not None
-    name = f"aifinops_test_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        engine = create_async_engine(settings_url, isolation_level="AUTOCOMMIT")
-        async with engine.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        await engine.dispose()
-
-    asyncio.run(create())
-    base, _, _ = settings_url.rpartition("/")
-    return f"{base}/{name}", name
-
-
-def _drop_postgres_database(server_url: str, name: str) -> None:
-    settings_url = ServiceSettings(DATABASE_URL=server_url).database_url
-    assert settings_url is not None
-
-    async def drop() -> None:
-        engine = create_async_engine(settings_url, isolation_level="AUTOCOMMIT")
-        async with engine.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await engine.dispose()
-
-    asyncio.run(drop())
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str | None]:
     """A PostgreSQL URL of an empty database, or None for the embedded SQLite default."""
     configured = os.environ.get("DATABASE_URL")
     if configured:
-        url, name = _fresh_postgres_database(configured)
+        server = ServiceSettings(DATABASE_URL=configured).database_url
+        assert server is not None
+        url, name = asyncio.run(create_scratch_database(server, prefix="aifinops_test"))
         try:
             yield url
         finally:
-            _drop_postgres_database(configured, name)
+            asyncio.run(drop_database(server, name))
     elif docker_available():
         from testcontainers.postgres import PostgresContainer
 
