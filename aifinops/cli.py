@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+import grpc
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -171,6 +172,95 @@ def replay_command() -> None:
     console.print(f"replayed {count} usage events")
 
 
+def _call(service: str, method: str, request: object) -> object:
+    """Call one unary ops method; print the error and exit non-zero when it fails."""
+    from aifinops.ops_client import Connection, OpsConnectionError
+
+    async def run() -> object:
+        connection = Connection.resolve()
+        async with connection.channel(service) as channel:
+            stub = _stub(service, channel)
+            return await getattr(stub, method)(request, metadata=connection.metadata(), timeout=30)
+
+    try:
+        return asyncio.run(run())
+    except OpsConnectionError as error:
+        errors.print(f"error: {error}")
+        sys.exit(2)
+    except grpc.aio.AioRpcError as error:
+        errors.print(f"error: {service} answered {error.code().name}: {error.details()}")
+        sys.exit(1)
+
+
+def _stub(service: str, channel: grpc.aio.Channel) -> object:
+    if service == "ingest":
+        from shared.protos.ingest.v1 import ingest_pb2_grpc
+
+        return ingest_pb2_grpc.IngestOpsStub(channel)
+    raise ValueError(f"no ops API client for service {service!r}")
+
+
+def _print_messages(messages: list[object], columns: list[str], as_json: bool, title: str) -> None:
+    from google.protobuf.json_format import MessageToDict
+    from rich.table import Table
+
+    if as_json:
+        console.print_json(json.dumps([MessageToDict(m, preserving_proto_field_name=True) for m in messages]))
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for message in messages:
+        table.add_row(*(str(getattr(message, column)) for column in columns))
+    console.print(table)
+
+
+@main.group("dlq")
+def dlq_group() -> None:
+    """Dead letters: messages and rows a service could not process (through the ingest ops API)."""
+
+
+@dlq_group.command("list")
+@click.option("--consumer", default="", help="Only letters from this service or command.")
+@click.option("--limit", default=50, show_default=True, help="Letters per page.")
+@click.option("--page-token", default="", help="Token printed by the previous page.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def dlq_list(consumer: str, limit: int, page_token: str, as_json: bool) -> None:
+    """List dead letters, newest first."""
+    from shared.protos.ingest.v1 import ingest_pb2
+
+    request = ingest_pb2.ListDeadLettersRequest(consumer=consumer, page_size=limit, page_token=page_token)
+    response = _call("ingest", "ListDeadLetters", request)
+    letters = list(response.dead_letters)  # type: ignore[attr-defined]
+    _print_messages(letters, ["id", "consumer", "tenant", "failed_at", "field_path", "reason"], as_json, "Dead letters")
+    if response.next_page_token and not as_json:  # type: ignore[attr-defined]
+        console.print(f"next page: --page-token {response.next_page_token}")  # type: ignore[attr-defined]
+
+
+@dlq_group.command("show")
+@click.argument("letter_id")
+def dlq_show(letter_id: str) -> None:
+    """Print one dead letter with its original bytes."""
+    from google.protobuf.json_format import MessageToDict
+
+    from shared.protos.ingest.v1 import ingest_pb2
+
+    letter = _call("ingest", "GetDeadLetter", ingest_pb2.GetDeadLetterRequest(id=letter_id))
+    shown = MessageToDict(letter, preserving_proto_field_name=True)  # type: ignore[arg-type]
+    shown["original_bytes"] = letter.original_bytes.decode("utf-8", errors="replace")  # type: ignore[attr-defined]
+    console.print_json(json.dumps(shown))
+
+
+@dlq_group.command("replay")
+@click.argument("letter_id")
+def dlq_replay(letter_id: str) -> None:
+    """Send a dead letter's original bytes to its original topic again, once its cause is fixed."""
+    from shared.protos.ingest.v1 import ingest_pb2
+
+    response = _call("ingest", "ReplayDeadLetter", ingest_pb2.ReplayDeadLetterRequest(id=letter_id))
+    console.print(f"replayed {letter_id} to {response.topic} at {response.replayed_at}")  # type: ignore[attr-defined]
+
+
 @main.command("demo")
 @click.option(
     "--run-dir",
@@ -180,11 +270,14 @@ def replay_command() -> None:
     help="Folder for the demo's databases and logs; emptied first.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def demo_command(run_dir: Path, as_json: bool) -> None:
+@click.option(
+    "--keep-running", is_flag=True, help="Leave the services running after the report, for the other commands."
+)
+def demo_command(run_dir: Path, as_json: bool, keep_running: bool) -> None:
     """Run the five services on the sample provider files and print the report."""
     from aifinops.demo import run_demo
 
-    sys.exit(asyncio.run(run_demo(run_dir, console, as_json=as_json)))
+    sys.exit(asyncio.run(run_demo(run_dir, console, as_json=as_json, keep_running=keep_running)))
 
 
 if __name__ == "__main__":

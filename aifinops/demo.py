@@ -8,15 +8,18 @@ topic and outbox is drained, print the report, stop everything.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from rich.console import Console
 
+from aifinops.ops_client import write_connection_file
 from aifinops.report import build_report, render_report
 from aifinops.stack import Stack, StackConfig
 from services.ingest.batch import import_file
@@ -45,7 +48,7 @@ def examples_dir() -> Path:
     return root
 
 
-async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False) -> int:
+async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, keep_running: bool = False) -> int:
     examples = examples_dir()
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -67,16 +70,35 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False) ->
         say("Waiting until every topic and outbox is drained ...")
         await stack.wait_until_drained()
         report = await build_report(stack.settings(), DEMO_TENANT)
+        if as_json:
+            console.print_json(json.dumps(report.as_json()))
+        else:
+            console.print()
+            render_report(report, console)
+            console.print(f"\nLogs and databases of this run: {run_dir}/")
+        if keep_running:
+            await _serve_until_interrupted(stack, run_dir, console)
     finally:
         stack.stop()
-
-    if as_json:
-        console.print_json(json.dumps(report.as_json()))
-    else:
-        console.print()
-        render_report(report, console)
-        console.print(f"\nLogs and databases of this run: {run_dir}/")
     return 0
+
+
+async def _serve_until_interrupted(stack: Stack, run_dir: Path, console: Console) -> None:
+    """Keep the stack up and tell the CLI where it is, until Ctrl-C or SIGTERM."""
+    targets = {name: stack.grpc_target(name) for name in stack.processes}
+    write_connection_file(run_dir / "connection.json", targets, stack.tokens["admin"])
+    console.print(
+        f"\nThe services keep running (tenant {DEMO_TENANT}); in another terminal try\n"
+        f"  .venv/bin/aifinops dlq list\n"
+        f"Ops gRPC targets: {', '.join(f'{name} {target}' for name, target in targets.items())}\n"
+        "Press Ctrl-C to stop them."
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    (run_dir / "connection.json").unlink(missing_ok=True)
 
 
 async def feed_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> None:
