@@ -216,6 +216,15 @@ class Stack:
             service.process.kill()
             return service.process.wait()
 
+    def restart_broker(self) -> None:
+        """Replace the embedded broker with a fresh one on the same port: every topic and offset is lost."""
+        if self.broker is None:
+            raise RuntimeError("only an embedded broker can be restarted by the stack")
+        port = self.broker.port
+        self.broker.stop()
+        self.broker = EmbeddedBroker(port=port, log_path=self.config.run_dir / "logs" / "broker.log")
+        self.broker.start()
+
     def stop(self) -> None:
         for name in list(self.processes):
             self.stop_service(name)
