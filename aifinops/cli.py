@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def main(log_level: str) -> None:
     and AIFINOPS_TENANT from the environment.
     """
     configure_logging("cli", level=log_level)
+    # Turn SIGTERM into SystemExit so that commands which started services stop them on the way out.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(128 + signal.SIGTERM))
 
 
 @main.command("import")

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -127,6 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20000, help="Number of synthetic usage events (default 20000).")
     args = parser.parse_args()
+    # Turn SIGTERM into SystemExit so that the services this run started are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(128 + signal.SIGTERM))
     result = asyncio.run(run(args.events))
     print(json.dumps(result))
     print(f"{'measure':32} {'value':>12}", file=sys.stderr)
