@@ -26,6 +26,9 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(BIN)/pytest -m integration
 
+test-faults: $(STAMP)
+	$(BIN)/pytest -m faults tests/faults
+
 lint: $(STAMP)
 	$(BIN)/ruff check shared services aifinops tests bench
 	$(BIN)/ruff format --check shared services aifinops tests bench
