@@ -80,7 +80,13 @@ class ServiceRuntime:
         http_port: int = 0,
         registrars: Sequence[ServiceRegistrar] = (),
         on_started: Callable[[], Awaitable[None]] | None = None,
+        background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
     ) -> None:
+        """Serve until SIGTERM or SIGINT.
+
+        Each ``background`` function runs as a task from start to stop and must return soon after the event it
+        is given is set; the tasks are awaited after the subscribers stop and before the database is closed.
+        """
         await self.database.create_tables(tables)
         await ensure_topics(self.settings.kafka_bootstrap_servers)
         await self.publisher.start()
@@ -95,6 +101,7 @@ class ServiceRuntime:
             http_server, http_task, bound_port = await _start_http(http_app, http_port)
             ports["http_port"] = bound_port
         relay = asyncio.create_task(self.outbox.run_relay(self._stop))
+        tasks = [asyncio.create_task(work(self._stop)) for work in background]
         if on_started is not None:
             await on_started()
 
@@ -108,6 +115,8 @@ class ServiceRuntime:
         log.info("service.stopping")
         await self.broker.stop()
         await relay
+        for task in tasks:
+            await task
         if http_server is not None and http_task is not None:
             http_server.should_exit = True
             await http_task
