@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -215,7 +215,8 @@ class RiskHandler:
 
     async def _record(self, connection: AsyncConnection, detections: Sequence[Detection]) -> list[OutgoingEvent]:
         store = FindingStore(self.config.min_ticket_severity)
-        for detection in detections:
+        # One order for every transaction, so two handlers that touch the same findings cannot deadlock.
+        for detection in sorted(detections, key=lambda item: item.finding_id):
             await store.record(connection, detection)
         events = store.take_published()
         await self.outbox.add(connection, events)
@@ -252,9 +253,10 @@ class RiskHandler:
 
         for series, days in touched_series(touched, zones).items():
             known = await _known_days(connection, series.finding_id)
-            detections.append(
-                await detect_anomalies(connection, series, days, zones[series.tenant], self.config.anomalies, known)
-            )
+            zone = zones[series.tenant]
+            anomaly = await detect_anomalies(connection, series, days, zone, self.config.anomalies, known)
+            if anomaly is not None:
+                detections.append(replace(anomaly, owner=owners.get(series.team)))
 
         providers = {(row["tenant"], row["provider"]) for row in touched}
         for contract in self.config.contracts:
