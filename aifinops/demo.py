@@ -1,10 +1,11 @@
 """The demo: the five services on real sample provider files, end to end, then the report.
 
-Steps: start the broker, the ITSM stand-in and the services, import the sample files
+Steps: start the broker, the ITSM stand-in and the services. Import the sample files
 through the batch path, post one usage payload to the webhook and the outcomes to the
-value API, import one file a second time (it must record nothing new), wait until every
-topic and outbox is drained, stop the ITSM stand-in while more usage raises findings,
-start it again and check that every ticket arrived once, print the report, stop everything.
+value API, and import one file a second time (it must record nothing new). Wait until
+every topic and outbox is drained. Stop the ITSM stand-in while more usage raises
+findings, start it again and check that every ticket arrived once. Print the report and
+stop everything.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``aifinops findings``: list risk findings and move them through their lifecycle.
 
-The commands write to the risk service's database; the risk service sends the resulting ``risk.flagged``
-events and ticket updates within a few seconds, and keeps them if Kafka or the ITSM system is down.
+The commands write to the risk service's database. The risk service sends the resulting ``risk.flagged``
+events and ticket updates within a few seconds, and keeps them while Kafka or the ITSM system is down.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The demo's risk and ticket steps: synthetic research usage, an ITSM outage, and a check that no ticket was lost.
 
-After the main samples, the demo waits until every finding that needs a ticket has one on the stand-in, stops
-the stand-in, imports more usage (which raises more findings whose tickets must wait in the outbox), lets the
-connectors fail a few times, starts the stand-in again on the same port and state file, waits until the
-outbox is empty, and compares the tickets risk stored with the tickets the stand-in holds. Finally it resolves
-one incident the way a ServiceNow agent would, through the Table API, and waits for the finding to follow.
+After the main samples, the demo waits until every finding that needs a ticket has one on the stand-in. It
+stops the stand-in and imports more usage, which raises findings whose tickets must wait in the outbox, and
+lets the connectors fail a few times. It starts the stand-in again on the same port and state file, waits
+until the outbox is empty, and compares the tickets risk stored with the stand-in's tickets. Finally it
+resolves one incident the way a ServiceNow agent would, through the Table API, and waits for the finding
+to follow.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ async def resolve_one_incident(stack: Stack, tenant: str, say: Callable[..., Non
     open_incidents = [incident for incident in state["incidents"] if incident["state"] == "1"]
     if not open_incidents:
         return
+
     incident = open_incidents[0]
     credentials = stack.itsm_credentials
     async with httpx.AsyncClient(timeout=10, auth=(credentials["agent"], credentials["agent_password"])) as client:
@@ -149,6 +151,7 @@ async def resolve_one_incident(stack: Stack, tenant: str, say: Callable[..., Non
             json={"state": "6", "close_code": "Solved (Permanently)", "close_notes": "Reviewed with the owner."},
         )
         response.raise_for_status()
+
     finding_id = incident["correlation_id"].removeprefix("aifinops:")
     database = Database(stack.settings().database_url_for("risk"))
     deadline = time.monotonic() + timeout_s

@@ -238,6 +238,7 @@ class Stack:
         ready_file.unlink(missing_ok=True)
         log_file = self.config.run_dir / "logs" / "itsm-standin.log"
         credentials = self.itsm_credentials
+
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
@@ -259,11 +260,13 @@ class Stack:
             "--ready-file",
             str(ready_file),
         ]
+
         with log_file.open("ab") as output:
             process = subprocess.Popen(
                 command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.standin = ServiceProcess("itsm-standin", process, ready_file, log_file)
+
         deadline = time.monotonic() + timeout_s
         while not ready_file.exists():
             if process.poll() is not None:
@@ -300,7 +303,7 @@ class Stack:
             await database.dispose()
 
     async def wait_until_tickets_sent(self, timeout_s: float = 60.0) -> None:
-        """Wait until risk's ticket outbox holds no pending work; rejected work does not count as pending."""
+        """Wait until risk's ticket outbox contains no pending work; rejected work does not count as pending."""
         deadline = time.monotonic() + timeout_s
         while (backlog := await self.ticket_backlog())["pending"]:
             if time.monotonic() > deadline:

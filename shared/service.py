@@ -84,8 +84,8 @@ class ServiceRuntime:
     ) -> None:
         """Serve until SIGTERM or SIGINT.
 
-        Each ``background`` function runs as a task from start to stop and must return soon after the event it
-        is given is set; the tasks are awaited after the subscribers stop and before the database is closed.
+        Each ``background`` function runs as a task from start to stop. It must return soon after the event it is
+        given is set, because the tasks are awaited after the subscribers stop and before the database closes.
         """
         await self.database.create_tables(tables)
         await ensure_topics(self.settings.kafka_bootstrap_servers)
@@ -155,8 +155,8 @@ async def _start_subscribers(broker: KafkaBroker) -> None:
     """Start the broker with its subscribers joining their consumer groups at the same time.
 
     KafkaBroker.start starts subscribers one after another, and each start waits until its group assigns it
-    partitions (about half the session timeout on the embedded broker, 5 s by default), so a service with six
-    subscriptions took half a minute to start. The steps are those of KafkaBroker.start in FastStream 0.7.
+    partitions. On the embedded broker that takes half the session timeout, 5 s by default, so a service with
+    six subscriptions took half a minute to start. The steps are those of KafkaBroker.start in FastStream 0.7.
     """
     await broker.connect()
     await asyncio.gather(*(subscriber.start() for subscriber in broker.subscribers))

@@ -1,8 +1,8 @@
 """Daily spend anomalies per (team, provider, model) against a robust baseline.
 
 For a day d, the baseline is the daily spend of the ``window`` days before d, counting days without spend as
-zero, but only from the first day the series had spend: a series that started last week has no history of
-zeros before that. The day is anomalous when
+zero. It starts no earlier than the first day the series had spend, so a series that started last week has
+no history of zeros before that. The day is anomalous when
 
 - the series is at least ``min_history`` days old,
 - spend on d is at least the minimum daily spend of its currency (so tiny teams page nobody), and

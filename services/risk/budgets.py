@@ -22,10 +22,10 @@ happened, so late usage counts where it belongs. Credits and refunds are reporte
 lower budget spend. Spend inside a sandbox counts only against the sandbox: it raises no policy, anomaly or
 other budget finding, and its one finding is raised when the sandbox spend reaches its cap.
 
-The forecast projects actual spend linearly to the period end: spend × period days / elapsed days, where
-elapsed days run from the period start to the end of the tenant's newest usage (the data's own clock, because
-usage exports arrive late). It is raised only while that clock is inside the period, and only after
-``forecast_after_days`` days of it have passed, because a projection from a few hours swings widely.
+The forecast projects actual spend linearly to the period end: spend × period days / elapsed days. Elapsed
+days run from the period start to the end of the tenant's newest usage. That is the data's own clock, used
+because usage exports arrive late. The forecast is raised only while that clock is inside the period, and only
+after ``forecast_after_days`` days of it have passed, because a projection from a few hours swings widely.
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ def _parse(entry: Any, where: str) -> Budget:
     scope_key, scope_value = next(iter(scope.items()))
     if not isinstance(scope_value, str) or not scope_value:
         raise BudgetError(f"{where}.scope.{scope_key}: must be a non-empty string")
+
     period = entry.get("period", "monthly")
     if period not in PERIODS:
         raise BudgetError(f"{where}.period: must be one of {', '.join(PERIODS)}, got {period!r}")
@@ -157,6 +158,7 @@ def _parse(entry: Any, where: str) -> Budget:
     currency = entry.get("currency")
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
         raise BudgetError(f"{where}.currency: must be an ISO 4217 code like USD, got {currency!r}")
+
     sandbox = entry.get("sandbox", False)
     if not isinstance(sandbox, bool):
         raise BudgetError(f"{where}.sandbox: must be true or false")
@@ -166,6 +168,7 @@ def _parse(entry: Any, where: str) -> Budget:
     if not thresholds:
         raise BudgetError(f"{where}.thresholds: must not be empty")
     forecast_thresholds = () if sandbox else _percentages(entry, "forecast_thresholds", [], where)
+
     owner = entry.get("owner")
     if owner is not None and not isinstance(owner, str):
         raise BudgetError(f"{where}.owner: must be a string")
@@ -175,6 +178,7 @@ def _parse(entry: Any, where: str) -> Budget:
     after = entry.get("forecast_after_days", DEFAULT_FORECAST_AFTER_DAYS)
     if isinstance(after, bool) or not isinstance(after, int | str | Decimal) or Decimal(str(after)) <= 0:
         raise BudgetError(f"{where}.forecast_after_days: must be a positive number of days")
+
     return Budget(
         budget_id,
         scope_key,

@@ -166,12 +166,14 @@ def _parse(entry: Any, where: str, default_tenant: str) -> Contract:
     assert contract_id is not None and currency is not None
     if len(currency) != 3 or not currency.isupper():
         raise ContractError(f"{where}.currency: must be an ISO 4217 code like USD, got {currency!r}")
+
     term_start, term_end = _date(entry, "term_start", where), _date(entry, "term_end", where)
     if term_end < term_start:
         raise ContractError(f"{where}.term_end: {term_end} is before term_start {term_start}")
     auto_renews = entry.get("auto_renews", False)
     if not isinstance(auto_renews, bool):
         raise ContractError(f"{where}.auto_renews: must be true or false")
+
     common: dict[str, Any] = {
         "contract_id": contract_id,
         "kind": kind,
@@ -184,6 +186,7 @@ def _parse(entry: Any, where: str, default_tenant: str) -> Contract:
         "auto_renews": auto_renews,
         "owner": _text(entry, "owner", where, required=False),
     }
+
     if kind == "spend_commitment":
         committed = _decimal(entry, "committed", where)
         if committed is None or committed == 0:
@@ -225,6 +228,7 @@ async def commitment_detections(
         )
     )
     rows = result.all()
+
     drawdown = sum((row.cost_amount for row in rows), Decimal(0))
     as_of = min(data_clock, end)
     term_days = Decimal(int((end - start).total_seconds())) / SECONDS_PER_DAY
@@ -244,6 +248,7 @@ async def commitment_detections(
         "projected_percent_of_commitment": str(percent(projected, committed)),
         "method": "drawdown × term days / elapsed days",
     }
+
     shortfall, overage = committed - projected, projected - committed
     evidence = tuple(row.cost_event_id for row in rows)
     if shortfall > committed * contract.shortfall_tolerance_percent / 100:

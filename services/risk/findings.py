@@ -63,7 +63,7 @@ class FindingNotFound(FindingError):
 
 @dataclass(frozen=True)
 class Detection:
-    """What a detector found: a finding's content, without its lifecycle."""
+    """A detector's result: the content of a finding, without its lifecycle."""
 
     finding_id: str
     tenant: str
@@ -79,7 +79,7 @@ class Detection:
     occurrence: str = ""
     # False keeps the figures of the first detection, as for a budget threshold crossed once per period.
     track_changes: bool = True
-    # True asks for a ticket whatever the severity, as for a savings recommendation someone sent to ITSM.
+    # True requests a ticket whatever the severity, as for a savings recommendation someone sent to ITSM.
     ticket_requested: bool = False
 
 

@@ -1,4 +1,4 @@
-"""Risk's handlers: store what each event says, then rebuild the findings it touched from the stored rows.
+"""Risk's handlers: store the facts of each event, then rebuild the findings they touch from the stored rows.
 
 Findings are computed from risk's own tables, never from running counters, so a replayed or doubled event
 changes no total. Each handler runs in one transaction: its rows, the finding changes, their history, the
@@ -89,7 +89,7 @@ class RiskConfig:
 
 
 def entry_rows(cost: CostAllocated, config: RiskConfig) -> list[dict[str, Any]]:
-    """One row per share: the owner, the amount that owner carries, and the checks' decisions."""
+    """Build one row per share: the owner, the amount that owner carries, and the checks' decisions."""
     tokens = sum(int(quantity) for bucket, quantity in cost.quantities.items() if bucket in TOKEN_BUCKETS)
     dimensions = cost.dimensions.model_dump()
     zone = config.zone_for(cost.tenant)
@@ -215,7 +215,8 @@ class RiskHandler:
 
     async def _record(self, connection: AsyncConnection, detections: Sequence[Detection]) -> list[OutgoingEvent]:
         store = FindingStore(self.config.min_ticket_severity)
-        # One order for every transaction, so two handlers that touch the same findings cannot deadlock.
+        # Writing in finding-id order makes two of these transactions lock shared findings in the same order,
+        # so they cannot deadlock each other.
         for detection in sorted(detections, key=lambda item: item.finding_id):
             await store.record(connection, detection)
         events = store.take_published()

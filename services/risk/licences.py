@@ -1,6 +1,6 @@
 """Licence exposure of AI tools sold per seat: seats paid for but unused, and seats assigned versus entitled.
 
-Seat activity reports list every assigned seat with its last activity; the newest report of a product is its
+Seat activity reports list every assigned seat with its last activity. The newest report of a product is its
 roster, so a seat missing from it is no longer assigned. A seat is unused when its last activity is more than
 30 days before the report, or it was never used. Seats with a cancellation pending are counted apart, because
 they stop costing money by themselves. When no per-seat report exists, the vendor's own count of inactive

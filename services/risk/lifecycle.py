@@ -1,10 +1,10 @@
 """Finding lifecycle as plain functions, for the CLI, the inbound ITSM webhook and a future API.
 
 Statuses: open, acknowledged, in progress, resolved, accepted risk, false positive. From an active status
-(open, acknowledged, in progress) a finding may move to any other status; from a closed one (resolved,
-accepted risk, false positive) only back to open. Accepting a risk and marking a false positive need a reason.
-Every change records who made it and when, publishes a ``risk.flagged`` revision through the risk outbox and
-queues the finding's tickets for an update.
+(open, acknowledged, in progress) a finding may move to any other status. From a closed one (resolved,
+accepted risk, false positive) it may only move back to open. Accepting a risk and marking a false positive
+need a reason. Every change records who made it and when, publishes a ``risk.flagged`` revision through the
+risk outbox and queues the finding's tickets for an update.
 
 The functions write to the risk service's database. The events they store are sent by the caller's outbox
 when it has a publisher, else by the risk service's relay within a few seconds.

@@ -30,8 +30,8 @@ The policy file is YAML::
 
 Usage is compliant when an allow entry of a rule for its classification and team matches it, or an
 exception for its team matches it on the day the usage happened. An allow entry that omits ``services``,
-``models`` or ``regions`` accepts any value, including none reported; one that lists them rejects usage that
-does not report that value. A provider that no allow entry of any rule or exception names is not a policy
+``models`` or ``regions`` accepts any value there, including none reported. An entry that lists them rejects
+usage that does not report that value. A provider that no allow entry of any rule or exception names is not a policy
 violation but shadow AI: the policy does not know the vendor at all.
 """
 
@@ -55,7 +55,7 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class UsageFacts:
-    """What the policy looks at in one share of a cost event."""
+    """The facts of one cost share that the policy checks."""
 
     team: str
     use_case: str | None
@@ -179,7 +179,7 @@ class Policy:
         return self.team_classifications.get(team, self.default_classification)
 
     def lists_vendor(self, provider: str, service: str | None) -> bool:
-        """Tell whether any rule or exception names this provider (and service), whoever it is approved for."""
+        """Tell whether any rule or exception names this provider (and service), for any team or classification."""
         entries = [entry for rule in self.rules for entry in rule.allow] + [item.allow for item in self.exceptions]
         return any(entry.names_vendor(provider, service) for entry in entries)
 

@@ -10,7 +10,7 @@ from shared.events import CostVarianceDetected, FindingStatus, SavingsRecommende
 HIGH_VARIANCE_PERCENT = Decimal(20)
 MEDIUM_VARIANCE_PERCENT = Decimal(5)
 
-# What a recommendation's final status means for the finding that carries its ticket.
+# Finding status and note for each final status of a recommendation whose ticket a finding carries.
 RECOMMENDATION_CLOSURE = {
     "implemented": (FindingStatus.RESOLVED, "the recommendation was implemented"),
     "dismissed": (FindingStatus.ACCEPTED_RISK, "the recommendation was dismissed"),

@@ -1,7 +1,7 @@
 """Checks of every usage line, whichever path it came through: policy, shadow AI and unpriced usage.
 
-``classify`` decides, when a cost share is stored, whether it is AI usage, which vendor sold it, whether a
-sandbox covers it, which policy rule it breaks and whether anyone owns it; it writes those decisions into the
+When a cost share is stored, ``classify`` decides whether it is AI usage, which vendor sold it, whether a
+sandbox covers it, which policy rule it breaks and whether anyone owns it. It writes those decisions into the
 row as finding ids. The detections below rebuild each finding from every stored row with that id, so totals
 come from the table, never from counters, and a replayed event changes nothing.
 """

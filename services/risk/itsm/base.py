@@ -4,7 +4,8 @@ Connector errors fall in two families. ``RetryableError`` (a timeout, a refused 
 5xx) leaves the work in the ticket outbox for a later attempt, after the Retry-After delay when the server sent
 one. ``PermanentError`` (any other 4xx, or a response in an unexpected shape) marks the work failed until an
 operator fixes the cause and retries it. Error messages carry the method, path, status and the start of the
-response body, never the request headers, so credentials cannot leak into logs.
+response body, never the request headers. Connectors send credentials only in the Authorization header, so
+the messages, which the dispatcher logs, contain none.
 """
 
 from __future__ import annotations

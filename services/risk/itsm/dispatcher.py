@@ -1,9 +1,9 @@
 """The ticket loop: sends findings from the ticket outbox to every ITSM system and reads ticket states back.
 
-Sending. Each pass takes the due rows of ``risk_ticket_outbox``, claims each with a short lease (so two risk
-replicas never work on one finding at once), reads the finding as it is now and brings its ticket in every
-system up to date: create it when the finding needs one (after looking for a ticket that an unanswered
-earlier create may have opened), then send new figures and status. Progress is stored after every successful
+Sending. Each pass takes the due rows of ``risk_ticket_outbox`` and claims each with a short lease, so two
+risk replicas never work on one finding at once. It reads the finding as it is now and brings its ticket in
+every system up to date. It creates the ticket when the finding needs one, after looking for a ticket that an
+unanswered earlier create may have opened, then sends new figures and status. Progress is stored after every successful
 request, so a later failure never repeats a create. A row is deleted only when every system is in sync and no
 newer request arrived meanwhile. A retryable failure schedules the row again after the Retry-After delay, or
 after a delay that doubles with each attempt, and pauses that system for the rest of the pass, so an outage
@@ -353,7 +353,7 @@ class TicketDispatcher:
 
 
 async def _target_status(connection: AsyncConnection, finding_id: str, remote: RemoteState) -> FindingStatus | None:
-    """Decide the finding status that a changed remote state asks for, or None to leave it."""
+    """Return the finding status that a changed remote state calls for, or None to leave the finding as it is."""
     row = (await connection.execute(select(FINDINGS.c.status).where(FINDINGS.c.finding_id == finding_id))).first()
     if row is None or remote.status is None:
         return None

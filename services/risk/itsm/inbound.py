@@ -1,7 +1,7 @@
 """Inbound webhook: a ticket system reports a status change of a finding's ticket, signed with the shared secret.
 
 ``POST /v1/itsm/webhook`` takes ``{"tenant", "finding_id", "status", "actor", "note"}`` with the same
-``X-Aifinops-Signature`` header as outbound deliveries. Answers: 200 with the finding's new revision, 401 for
+``X-Aifinops-Signature`` header as outbound deliveries. Responses: 200 with the finding's new revision, 401 for
 a missing or wrong signature, 404 for an unknown finding, 409 for a move the lifecycle does not allow, 422 for
 an invalid body, 503 when no secret is configured. ``GET /healthz`` answers 200.
 """

@@ -4,7 +4,7 @@ The body is ``{"delivery_id", "event", "finding"}``, where ``event`` is ``findin
 delivery and ``finding.updated`` after it, and ``finding`` is the finding's ``risk.flagged`` content. The
 ``X-Aifinops-Signature`` header signs the body (see ``signing``) and ``X-Aifinops-Delivery`` repeats the
 delivery id, ``<finding id>:r<revision>``, so a receiver can drop a delivery it already has: a retry after
-a lost response sends the same id. A receiver that answers with ``{"ticket": "<reference>"}`` has that
+a lost response sends the same id. A receiver that responds with ``{"ticket": "<reference>"}`` has that
 reference stored as the ticket key; status changes come back through the risk service's inbound webhook.
 """
 

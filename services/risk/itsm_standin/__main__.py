@@ -56,7 +56,7 @@ async def serve(arguments: argparse.Namespace) -> None:
     credentials = read_credentials()
     projects = dict(pair.split("=", 1) for pair in arguments.jira_projects.split(",") if "=" in pair)
     state = StandinState.open(arguments.state_file)
-    # Bind first, so the app knows its own port for the links it returns.
+    # Bind the socket first, so that the links the app returns can contain its port.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", arguments.port))

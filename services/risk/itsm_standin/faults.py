@@ -1,4 +1,4 @@
-"""Faults that tests inject into the stand-in: error statuses, Retry-After, slow answers, lost responses."""
+"""Faults that tests inject into the stand-in: error statuses, Retry-After, slow responses, lost responses."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 class Fault:
     """Applies to the next ``times`` requests whose method and path start match.
 
-    ``phase`` "before" answers with the fault instead of handling the request; "after" handles it (the ticket
-    is written) and then answers with the fault, as when a response is lost after the server committed.
-    ``delay_s`` waits before answering, long enough to make a client time out.
+    With ``phase`` "before" the stand-in responds with the fault instead of handling the request. With
+    "after" it handles the request (the ticket is written) and then responds with the fault, as when a response
+    is lost after the server committed. ``delay_s`` delays the response, long enough to make a client time out.
     """
 
     path_prefix: str

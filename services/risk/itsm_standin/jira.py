@@ -68,6 +68,7 @@ class JiraIssues:
         body = await _json_object(request)
         if body is None or not isinstance(body.get("fields"), dict):
             return errors(400, ["The request body must be a JSON object with a fields object."])
+
         fields = body["fields"]
         problems: dict[str, str] = {}
         project = self._project_key(fields.get("project"))
@@ -86,6 +87,7 @@ class JiraIssues:
             problems["labels"] = "Labels must be strings without spaces."
         if problems:
             return errors(400, fields=problems)
+
         assert project is not None
         issue_id = str(self.state.next_issue)
         self.state.next_issue += 1
@@ -105,6 +107,7 @@ class JiraIssues:
         issue = {"id": issue_id, "key": key, "self": f"{self.base_url}{API}/issue/{issue_id}", "fields": stored}
         self.state.issues[key] = issue
         self.state.save()
+
         answer: dict[str, Any] = {"id": issue_id, "key": key, "self": issue["self"]}
         if "transition" in body:
             answer["transition"] = {"status": 200, "errorCollection": {"errorMessages": [], "errors": {}}}

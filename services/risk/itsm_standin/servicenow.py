@@ -63,10 +63,12 @@ class ServiceNowTable:
         body = await _json_object(request)
         if body is None:
             return failure(400, "Exception while reading request", "The payload is not valid JSON")
+
         record = dict(TEMPLATE)
         for name, value in body.items():
             if name in TEMPLATE and not isinstance(TEMPLATE[name], dict):
                 record[name] = str(value)
+
         now = _now()
         sys_id = uuid.uuid4().hex
         number = f"INC{self.state.next_incident:07d}"
@@ -106,6 +108,7 @@ class ServiceNowTable:
         }
         group = body.get("assignment_group")
         record["assignment_group"] = self._reference("sys_user_group", str(group)) if group else ""
+
         self.state.incidents[sys_id] = record
         self.state.save()
         return JSONResponse(
@@ -155,6 +158,7 @@ class ServiceNowTable:
             if missing:
                 detail = f"Data Policy Exception: the following fields are mandatory: {', '.join(missing)}"
                 return failure(403, "Operation Failed", detail)
+
         note = changes.pop("work_notes", "")
         now = _now()
         if note:
@@ -170,6 +174,7 @@ class ServiceNowTable:
                 record["resolved_at"] = record["resolved_by"] = ""
         if "impact" in changes or "urgency" in changes:
             record["priority"] = PRIORITY.get((record["impact"], record["urgency"]), record["priority"])
+
         record["sys_updated_on"], record["sys_updated_by"] = now, user
         record["sys_mod_count"] = str(int(record["sys_mod_count"]) + 1)
         self.state.save()
