@@ -32,12 +32,16 @@ from services.risk.findings import Detection, finding_id
 from services.risk.periods import day_bounds, local_day
 from services.risk.tables import RiskCostEntry
 from shared.events import CostStatus, Money, Severity
+from shared.logging import get_logger
 
 MAD_TO_SIGMA = Decimal("1.4826")
 MEAN_DEVIATION_TO_SIGMA = Decimal("1.2533")
 SCORE_PLACES = Decimal("0.01")
 
 ENTRIES = RiskCostEntry.__table__  # type: ignore[attr-defined]
+
+log = get_logger(__name__)
+_UNCHECKED_CURRENCIES: set[str] = set()  # currencies already logged as having no floor
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,10 @@ async def detect_anomalies(
     """
     floor = settings.floor(series.currency)
     if floor is None:
+        if series.currency not in _UNCHECKED_CURRENCIES:
+            _UNCHECKED_CURRENCIES.add(series.currency)
+            log.warning("anomaly.currency_without_floor", currency=series.currency,
+                        hint="add a floor for it to RISK_ANOMALY_MIN_DAILY_SPEND to check its spend")  # fmt: skip
         return None
     conditions = [
         ENTRIES.c.tenant == series.tenant,

@@ -1,8 +1,8 @@
 """The ITSM connectors and the ticket dispatcher over real HTTP against the local stand-in, failures included.
 
 The stand-in runs as its own process on loopback, as in the demo. Faults are injected through its control API:
-5xx answers, 429 with Retry-After, answers slower than the client's timeout, and answers lost after the ticket
-was written, which is the case that would duplicate tickets if a retry created blindly.
+5xx responses, 429 with Retry-After, responses slower than the client's timeout, and responses lost after the
+ticket was written. A lost response is the case that would duplicate tickets if a retry created blindly.
 """
 
 from __future__ import annotations
@@ -155,7 +155,8 @@ class TestDocumentedShapes:
         assert set(record) == set(documented["result"])
         assert all(isinstance(value, str) or set(value) == {"link", "value"} for value in record.values())
         assert (record["impact"], record["urgency"], record["priority"]) == ("2", "2", "3")  # as documented
-        assert record["number"].startswith("INC") and record["state"] == "1"
+        assert record["number"].startswith("INC")
+        assert record["state"] == "1"
         assert record["assignment_group"]["value"] == request["assignment_group"]
 
     async def test_issue_create_matches_documented_response(self, standin: Stack) -> None:
@@ -171,7 +172,7 @@ class TestDocumentedShapes:
             )
 
         assert response.status_code == 201
-        # The documented answer carries a transition result because that request asked for one; this one did not.
+        # The documented response carries a transition result because that request asked for one; this one did not.
         assert set(response.json()) == set(documented) - {"transition"}
         assert response.json()["id"].isdigit()
         assert invalid.status_code == 400
@@ -235,7 +236,7 @@ class TestConnectors:
         good, forged = webhook(standin), webhook(standin, secret="not-the-secret")
         try:
             first = await good.create(view)
-            again = await good.create(view)  # a retry after a lost answer sends the same delivery id
+            again = await good.create(view)  # a retry after a lost response sends the same delivery id
             with pytest.raises(PermanentError, match="returned 401"):
                 await forged.create(view)
         finally:

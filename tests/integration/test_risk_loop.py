@@ -1,6 +1,6 @@
 """Risk findings and the ITSM ticket loop through the running services, the broker, the database and the stand-in.
 
-Usage goes in through the real import path; the events other services publish (variance, seats, value,
+Usage goes in through the real import path. The events other services publish (variance, seats, value,
 savings) are built from real figures and sent to their Kafka topics. The tests then stop the ITSM stand-in,
 raise more findings, start it again, and check that every ticket arrives once; move findings with the CLI,
 from ServiceNow and through the signed inbound webhook; and make a resolved finding recur.

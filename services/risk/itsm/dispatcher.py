@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.risk.findings import ACTIVE, CLOSED, FINDINGS, TICKET_OUTBOX, TICKETS, FindingStore
 from services.risk.itsm.base import Connector, FindingView, PermanentError, RemoteState, RetryableError
-from shared.db import Database, insert_new_rows
+from shared.db import Database, insert_new_rows, is_transient_error
 from shared.events import FindingStatus, Severity, utc_now
 from shared.logging import get_logger
 from shared.outbox import Outbox
@@ -185,6 +185,14 @@ class TicketDispatcher:
                 permanent = True
                 errors.append(str(error))
                 log.error("itsm.request_rejected", system=connector.system, finding_id=row.finding_id, error=str(error))
+            except Exception as error:  # a bug or a stored row the connector cannot read; the work is kept
+                if is_transient_error(error):
+                    delay = self.retry.delay(row.attempts + 1, None)
+                    retry_at = min(retry_at or now + timedelta(seconds=delay), now + timedelta(seconds=delay))
+                else:
+                    permanent = True
+                errors.append(f"{connector.system}: {error!r}"[:500])
+                log.exception("itsm.sync_failed", system=connector.system, finding_id=row.finding_id)
 
         if not errors and retry_at is None:
             await self._finish(row)
