@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from services.risk.anomalies import AnomalySettings
 from services.risk.budgets import load_budgets
@@ -51,6 +52,7 @@ def load_config(settings: RiskSettings) -> RiskConfig:
 async def main() -> None:
     settings = RiskSettings()
     runtime = ServiceRuntime("risk", settings)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per ITSM request is noise; failures are logged
     config = load_config(settings)
     connectors = build_connectors(settings)
     log.info(
