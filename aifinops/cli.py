@@ -283,5 +283,10 @@ def demo_command(run_dir: Path, as_json: bool, keep_running: bool) -> None:
     sys.exit(asyncio.run(run_demo(run_dir, console, as_json=as_json, keep_running=keep_running)))
 
 
+from aifinops.findings_cli import findings_group  # noqa: E402 - registered after the core commands
+
+main.add_command(findings_group)
+
+
 if __name__ == "__main__":
     main()

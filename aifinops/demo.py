@@ -1,9 +1,11 @@
 """The demo: the five services on real sample provider files, end to end, then the report.
 
-Steps: start the broker and the services, import the sample files through the
-batch path, post one usage payload to the webhook and the outcomes to the value
-API, import one file a second time (it must record nothing new), wait until every
-topic and outbox is drained, print the report, stop everything.
+Steps: start the broker, the ITSM stand-in and the services. Import the sample files
+through the batch path, post one usage payload to the webhook and the outcomes to the
+value API, and import one file a second time (it must record nothing new). Wait until
+every topic and outbox is drained. Stop the ITSM stand-in while more usage raises
+findings, start it again and check that every ticket arrived once. Print the report and
+stop everything.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from aifinops.itsm_demo import resolve_one_incident, run_itsm_outage
 from aifinops.ops_client import write_connection_file
 from aifinops.report import build_report, render_report
 from aifinops.stack import Stack, StackConfig
@@ -60,6 +63,9 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
         allocation_rules=examples / "config" / "allocation_rules.yaml",
         budgets=examples / "config" / "budgets.yaml",
         optimizer_policy=examples / "config" / "optimizer.yaml",
+        risk_policy=examples / "config" / "policy.yaml",
+        contracts=examples / "config" / "contracts.yaml",
+        itsm_standin=True,
     )
     stack = Stack(config)
     say: Callable[..., None] = (lambda *_args, **_kwargs: None) if as_json else console.print
@@ -69,7 +75,11 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
         await feed_samples(stack, DEMO_TENANT, say)
         say("Waiting until every topic and outbox is drained ...")
         await stack.wait_until_drained()
+        tickets = await run_itsm_outage(stack, DEMO_TENANT, say)
+        await resolve_one_incident(stack, DEMO_TENANT, say)
+        await stack.wait_until_drained()
         report = await build_report(stack.settings(), DEMO_TENANT)
+        report.itsm_check = tickets.__dict__
         if as_json:
             console.print_json(json.dumps(report.as_json()))
         else:

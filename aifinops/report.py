@@ -50,6 +50,9 @@ class Report:
     findings: list[dict[str, Any]] = field(default_factory=list)
     unit_economics: list[dict[str, Any]] = field(default_factory=list)
     recommendations: list[dict[str, Any]] = field(default_factory=list)
+    tickets: list[dict[str, Any]] = field(default_factory=list)
+    ticket_backlog: dict[str, int] = field(default_factory=dict)
+    itsm_check: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         def money_map(values: dict[str, Decimal]) -> dict[str, str]:
@@ -70,6 +73,9 @@ class Report:
             "findings": self.findings,
             "unit_economics": self.unit_economics,
             "recommendations": self.recommendations,
+            "tickets": self.tickets,
+            "ticket_backlog": self.ticket_backlog,
+            "itsm_check": self.itsm_check,
         }
 
 
@@ -79,6 +85,7 @@ async def build_report(settings: ServiceSettings, tenant: str) -> Report:
     await _read_findings(Database(settings.database_url_for("risk")), tenant, report)
     await _read_unit_economics(Database(settings.database_url_for("value")), tenant, report)
     await _read_recommendations(Database(settings.database_url_for("optimizer")), tenant, report)
+    await _read_tickets(Database(settings.database_url_for("risk")), tenant, report)
     return report
 
 
@@ -299,3 +306,66 @@ def render_report(report: Report, console: Console) -> None:
         if item["caveat"]:
             console.print(f"    caveat: {item['caveat']}", highlight=False)
     console.print(f"Estimated savings, all recommendations: {_money_cell(total)} a month")
+    console.print()
+    render_tickets(report, console)
+
+
+async def _read_tickets(database: Database, tenant: str, report: Report) -> None:
+    """Add each finding's status and ITSM tickets, and the ticket work still waiting to be sent."""
+    from services.risk.lifecycle import ticket_backlog
+    from services.risk.tables import RiskTicket
+
+    table = RiskTicket.__table__  # type: ignore[attr-defined]
+    try:
+        async with database.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(table).where(table.c.tenant == tenant).order_by(table.c.finding_id, table.c.system)
+                )
+            ).all()
+        report.ticket_backlog = await ticket_backlog(database)
+    finally:
+        await database.dispose()
+    by_finding: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        by_finding[row.finding_id].append(f"{row.system}:{row.external_key}")
+    report.tickets = [
+        {
+            "finding_id": finding["finding_id"],
+            "status": finding["status"],
+            "kind": finding["kind"],
+            "severity": finding["severity"],
+            "tickets": by_finding.get(finding["finding_id"], []),
+        }
+        for finding in report.findings
+    ]
+
+
+def render_tickets(report: Report, console: Console) -> None:
+    """Print each finding's status and tickets, the ticket work still waiting, and the demo's ITSM check."""
+    table = Table(title="Findings and their tickets", title_justify="left")
+    for column in ("finding", "severity", "status", "kind", "tickets"):
+        table.add_column(column, overflow="fold")
+    for item in report.tickets:
+        table.add_row(
+            item["finding_id"][:8], item["severity"], item["status"], item["kind"], ", ".join(item["tickets"]) or "-"
+        )
+    console.print(table)
+    backlog = report.ticket_backlog
+    console.print(
+        f"Ticket work waiting: {backlog.get('pending', 0)}, rejected by an ITSM system: {backlog.get('failed', 0)}"
+    )
+    check = report.itsm_check
+    if check is None:
+        return
+    duplicates = check["duplicate_incidents"] + check["duplicate_issues"]
+    if check["missing"] or duplicates:
+        verdict = f"PROBLEM: {duplicates} duplicates; missing: {', '.join(check['missing']) or 'none'}"
+    else:
+        verdict = "no ticket lost, none duplicated"
+    console.print(
+        f"ITSM outage check: {check['findings_needing_tickets']} findings need tickets; the stand-in holds "
+        f"{check['incidents']} incidents, {check['issues']} Jira issues and {check['webhook_tickets']} webhook "
+        f"tickets: {verdict}",
+        highlight=False,
+    )

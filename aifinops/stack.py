@@ -49,6 +49,9 @@ class StackConfig:
     clients: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = field(
         default_factory=lambda: {"admin": (("read", "write"), None), "reader": (("read",), None)}
     )
+    risk_policy: Path | None = None
+    contracts: Path | None = None
+    itsm_standin: bool = False  # start the local ITSM stand-in and point risk's connectors at it
 
 
 @dataclass
@@ -67,6 +70,18 @@ class Stack:
         self.processes: dict[str, ServiceProcess] = {}
         self.bootstrap_servers = config.bootstrap_servers or ""
         self.tokens: dict[str, str] = {}  # client name -> bearer token for the ops APIs
+        self.standin: ServiceProcess | None = None
+        self.standin_port = 0
+        # Credentials of this run's ITSM stand-in; they reach the stand-in and risk by environment only.
+        self.itsm_credentials = {
+            "user": "aifinops-risk",
+            "password": secrets.token_urlsafe(16),
+            "email": "risk@aifinops.invalid",
+            "token": secrets.token_urlsafe(16),
+            "webhook_secret": secrets.token_urlsafe(24),
+            "agent": "pat.agent",
+            "agent_password": secrets.token_urlsafe(16),
+        }
 
     @property
     def data_dir(self) -> Path:
@@ -108,6 +123,7 @@ class Stack:
             "AIFINOPS_TENANT": self.config.tenant,
             "INGEST_HTTP_PORT": "0",
             "VALUE_HTTP_PORT": "0",
+            "RISK_HTTP_PORT": "0",
             "AIFINOPS_GRPC_PORT": "0",
             "PYTHONUNBUFFERED": "1",
             "AIFINOPS_GRPC_TOKENS_FILE": str(self.tokens_file),
@@ -121,6 +137,8 @@ class Stack:
             "ALLOCATION_RULES_FILE": self.config.allocation_rules,
             "RISK_BUDGETS_FILE": self.config.budgets,
             "OPTIMIZER_CONFIG_FILE": self.config.optimizer_policy,
+            "RISK_POLICY_FILE": self.config.risk_policy,
+            "RISK_CONTRACTS_FILE": self.config.contracts,
         }
         for name, path in optional.items():
             if path is not None:
@@ -137,6 +155,8 @@ class Stack:
             self.broker.start()
             self.bootstrap_servers = self.broker.bootstrap_servers
         await ensure_topics(self.bootstrap_servers)
+        if self.config.itsm_standin:
+            await self.start_itsm_standin()
         for name in services:
             self.start_service(name)
         await self.wait_ready(services, timeout_s)
@@ -146,6 +166,8 @@ class Stack:
         ready_file.unlink(missing_ok=True)
         log_file = self.config.run_dir / "logs" / f"{name}.log"
         env = self.environment() | {"AIFINOPS_READY_FILE": str(ready_file)}
+        if name == "risk":
+            env |= self.itsm_environment()
         with log_file.open("ab") as output:
             process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
@@ -225,9 +247,111 @@ class Stack:
         self.broker = EmbeddedBroker(port=port, log_path=self.config.run_dir / "logs" / "broker.log")
         self.broker.start()
 
+    def itsm_environment(self) -> dict[str, str]:
+        """Point risk's ServiceNow, Jira and webhook connectors at the stand-in, with short retry delays."""
+        if not self.config.itsm_standin:
+            return {}
+        base = f"http://127.0.0.1:{self.standin_port}"
+        credentials = self.itsm_credentials
+        env = {
+            "RISK_SERVICENOW_URL": base,
+            "RISK_SERVICENOW_USER": credentials["user"],
+            "RISK_SERVICENOW_PASSWORD": credentials["password"],
+            "RISK_JIRA_URL": base,
+            "RISK_JIRA_EMAIL": credentials["email"],
+            "RISK_JIRA_API_TOKEN": credentials["token"],
+            "RISK_WEBHOOK_URL": f"{base}/webhook/findings",
+            "RISK_WEBHOOK_SECRET": credentials["webhook_secret"],
+            "RISK_ITSM_INTERVAL_S": "0.5",
+            "RISK_ITSM_POLL_INTERVAL_S": "2",
+            "RISK_ITSM_RETRY_BASE_S": "0.5",
+            "RISK_ITSM_RETRY_MAX_S": "4",
+            "RISK_ITSM_TIMEOUT_S": "5",
+        }
+        return env | {name: value for name, value in self.config.extra_env.items() if name.startswith("RISK_ITSM_")}
+
+    async def start_itsm_standin(self, timeout_s: float = 30.0) -> int:
+        """Start the ITSM stand-in, on the port it had before when restarted; return the port."""
+        ready_file = self.config.run_dir / "itsm-standin.ready.json"
+        ready_file.unlink(missing_ok=True)
+        log_file = self.config.run_dir / "logs" / "itsm-standin.log"
+        credentials = self.itsm_credentials
+
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "ITSM_STANDIN_SERVICENOW_USER": credentials["user"],
+            "ITSM_STANDIN_SERVICENOW_PASSWORD": credentials["password"],
+            "ITSM_STANDIN_JIRA_EMAIL": credentials["email"],
+            "ITSM_STANDIN_JIRA_TOKEN": credentials["token"],
+            "ITSM_STANDIN_WEBHOOK_SECRET": credentials["webhook_secret"],
+            "ITSM_STANDIN_AGENTS": f"{credentials['agent']}:{credentials['agent_password']}",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "services.risk.itsm_standin",
+            "--port",
+            str(self.standin_port),
+            "--state-file",
+            str(self.config.run_dir / "itsm-standin.json"),
+            "--ready-file",
+            str(ready_file),
+        ]
+
+        with log_file.open("ab") as output:
+            process = subprocess.Popen(
+                command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.standin = ServiceProcess("itsm-standin", process, ready_file, log_file)
+
+        deadline = time.monotonic() + timeout_s
+        while not ready_file.exists():
+            if process.poll() is not None:
+                tail = log_file.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"the ITSM stand-in exited with code {process.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the ITSM stand-in was not ready within {timeout_s} s; see {log_file}")
+            await asyncio.sleep(0.05)
+        self.standin_port = int(json.loads(ready_file.read_text())["port"])
+        return self.standin_port
+
+    def stop_itsm_standin(self, timeout_s: float = 10.0) -> None:
+        standin, self.standin = self.standin, None
+        if standin is None or standin.process.poll() is not None:
+            return
+        standin.process.send_signal(signal.SIGTERM)
+        try:
+            standin.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            standin.process.kill()
+            standin.process.wait()
+
+    def itsm_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.standin_port}{path}"
+
+    async def ticket_backlog(self) -> dict[str, int]:
+        """Count risk findings whose ITSM tickets still wait to be sent, and those rejected."""
+        from services.risk.lifecycle import ticket_backlog
+
+        database = Database(self.settings().database_url_for("risk"))
+        try:
+            return await ticket_backlog(database)
+        finally:
+            await database.dispose()
+
+    async def wait_until_tickets_sent(self, timeout_s: float = 60.0) -> None:
+        """Wait until risk's ticket outbox contains no pending work; rejected work does not count as pending."""
+        deadline = time.monotonic() + timeout_s
+        while (backlog := await self.ticket_backlog())["pending"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{backlog['pending']} findings still wait for their tickets after {timeout_s} s")
+            await asyncio.sleep(0.3)
+
     def stop(self) -> None:
         for name in list(self.processes):
             self.stop_service(name)
+        self.stop_itsm_standin()
         if self.broker is not None:
             self.broker.stop()
             self.broker = None

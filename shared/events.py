@@ -388,6 +388,7 @@ class CostAllocated(EventEnvelope):
         default=1, ge=1, description="A higher revision of the same usage event replaces a lower one."
     )
     correction: CostCorrection | None = Field(default=None, description="Set on revisions above 1.")
+    region: str | None = Field(default=None, description="Provider region of the usage, as the usage event gave it.")
 
     @model_validator(mode="before")
     @classmethod
@@ -454,6 +455,14 @@ class FindingStatus(StrEnum):
     FALSE_POSITIVE = "false_positive"
 
 
+class TicketReference(FrozenModel):
+    """A ticket in an ITSM system that tracks a finding."""
+
+    system: NonEmptyStr = Field(description="'servicenow', 'jira' or 'webhook'.")
+    key: NonEmptyStr = Field(description="The ticket's number or key, such as 'INC0010002' or 'ED-24'.")
+    url: str | None = None
+
+
 class RiskFlagged(EventEnvelope):
     """Risk review raised or updated a finding; facts and interpretation are kept apart."""
 
@@ -470,6 +479,14 @@ class RiskFlagged(EventEnvelope):
     facts: dict[str, str] = Field(description="Measured figures behind the finding, as exact strings.")
     interpretation: NonEmptyStr = Field(description="What the facts suggest; a reading, not a measurement.")
     evidence_event_ids: tuple[str, ...] = ()
+    revision: int = Field(default=1, ge=1, description="Grows by one with every change of figures or status.")
+    status_changed_by: str | None = Field(
+        default=None, description="Who set the current status: a person, 'risk', or the ITSM system and its user."
+    )
+    status_changed_at: AwareDatetime | None = None
+    status_note: str | None = Field(default=None, description="Reason given with the last status change.")
+    reopen_count: int = Field(default=0, ge=0, description="How often the finding recurred after it was resolved.")
+    tickets: tuple[TicketReference, ...] = Field(default=(), description="ITSM tickets that track this finding.")
 
 
 class OutcomeRecorded(EventEnvelope):
@@ -509,7 +526,8 @@ class ValueMapped(EventEnvelope):
     value: Money | None = None
     cost_event_count: int = Field(ge=0)
     value_linked: bool = Field(
-        default=True, description="False when the use case had spend in the period and no outcome was recorded.")
+        default=True, description="False when the use case had spend in the period and no outcome was recorded."
+    )
 
 
 class RecommendationKind(StrEnum):
@@ -533,7 +551,8 @@ class SavingsRecommended(EventEnvelope):
     evidence_event_ids: tuple[str, ...] = ()
     status: Literal["open", "accepted", "dismissed", "implemented"] = "open"
     ticket_requested: bool = Field(
-        default=False, description="True when someone asked for an ITSM ticket; risk's connectors open it.")
+        default=False, description="True when someone asked for an ITSM ticket; risk's connectors open it."
+    )
 
 
 class DeadLetterRecorded(EventEnvelope):

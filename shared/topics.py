@@ -55,7 +55,14 @@ def partition_key(tenant: str, key: str) -> bytes:
 SUBSCRIPTIONS: dict[str, tuple[Topic, ...]] = {
     "ingest": (Topic.DEAD_LETTER,),
     "allocation": (Topic.USAGE_RECORDED,),
-    "risk": (Topic.COST_ALLOCATED,),
+    "risk": (
+        Topic.COST_ALLOCATED,
+        Topic.COST_VARIANCE_DETECTED,
+        Topic.SEAT_ACTIVITY_REPORTED,
+        Topic.SEAT_ENTITLEMENT_REPORTED,
+        Topic.VALUE_MAPPED,
+        Topic.SAVINGS_RECOMMENDED,
+    ),
     "value": (Topic.COST_ALLOCATED, Topic.OUTCOME_RECORDED),
     "optimizer": (Topic.COST_ALLOCATED,),
 }

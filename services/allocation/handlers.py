@@ -53,6 +53,7 @@ def allocate(event: UsageRecorded, catalogue: PriceCatalogue, rules: AllocationR
         provider_cost=event.provider_cost,
         catalogue_version=catalogue.version if priced.status is CostStatus.PRICED else None,
         allocation=allocation,
+        region=event.region,
     )
 
 

@@ -1,49 +1,101 @@
-"""Risk's handler: record cost events, then raise budget and unpriced-usage findings from the stored totals.
+"""Risk's handlers: store the facts of each event, then rebuild the findings they touch from the stored rows.
 
-Findings are computed from risk's own table of cost entries, never from running
-counters, so a replayed or doubled cost event changes no total. A budget finding
-has an id derived from (tenant, budget, month, threshold) and is raised once; an
-unpriced-usage finding has one id per (tenant, provider, model) and is updated
-with a new revision when more unpriced usage arrives.
+Findings are computed from risk's own tables, never from running counters, so a replayed or doubled event
+changes no total. Each handler runs in one transaction: its rows, the finding changes, their history, the
+``risk.flagged`` events in the outbox and the ticket requests are committed together, then the events are sent.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Sequence
-from decimal import ROUND_HALF_EVEN, Decimal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.risk.budgets import BUDGET_CATEGORIES, Budget
-from services.risk.tables import RiskCostEntry, RiskFinding
+from services.risk.anomalies import AnomalySettings, detect_anomalies, touched_series
+from services.risk.budgets import (
+    Budget,
+    budget_periods,
+    budget_spend,
+    forecast_detections,
+    threshold_detections,
+)
+from services.risk.contracts import Contract, commitment_detections, renewal_detection
+from services.risk.findings import ACTIVE, FINDINGS, Detection, FindingStore, finding_id
+from services.risk.licences import SEATS, licence_detections, store_entitlements, store_seats
+from services.risk.policy import Policy
+from services.risk.signals import (
+    RECOMMENDATION_CLOSURE,
+    savings_detection,
+    savings_id,
+    value_unlinked_detection,
+    value_unlinked_id,
+    variance_detection,
+)
+from services.risk.tables import RiskCostEntry
+from services.risk.usage_checks import (
+    NOT_REPORTED,
+    classify,
+    model_key,
+    policy_detection,
+    unlisted_detection,
+    unowned_detection,
+    unpriced_detection,
+)
+from services.risk.vendors import AiVendors
 from shared.consumer import Incoming
-from shared.db import Database, insert_new_rows, replace_older_revisions
-from shared.events import TOKEN_BUCKETS, CostAllocated, CostStatus, FindingStatus, RiskFlagged, Severity, utc_now
+from shared.db import Database, replace_older_revisions
+from shared.events import (
+    TOKEN_BUCKETS,
+    CostAllocated,
+    CostStatus,
+    CostVarianceDetected,
+    FindingStatus,
+    SavingsRecommended,
+    SeatActivityReported,
+    SeatEntitlementReported,
+    Severity,
+    ValueMapped,
+    utc_now,
+)
 from shared.kafka import OutgoingEvent
 from shared.logging import get_logger
 from shared.outbox import Outbox
-from shared.topics import Topic
 
 log = get_logger(__name__)
 
-FINDING_NAMESPACE = uuid.UUID("0b7e4a52-93c1-5f0e-8d2a-4c6b1e9f3a70")
-MAX_EVIDENCE_IDS = 200
-NOT_REPORTED = "(not reported)"
+ENTRIES = RiskCostEntry.__table__  # type: ignore[attr-defined]
 
 
-def finding_id(*parts: str) -> str:
-    return str(uuid.uuid5(FINDING_NAMESPACE, "|".join(parts)))
+@dataclass
+class RiskConfig:
+    """Everything the detectors are configured with."""
+
+    budgets: list[Budget] = field(default_factory=list)
+    policy: Policy | None = None
+    contracts: list[Contract] = field(default_factory=list)
+    vendors: AiVendors = field(default_factory=AiVendors.load)
+    anomalies: AnomalySettings = field(default_factory=AnomalySettings)
+    zone_for: Callable[[str], ZoneInfo] = lambda _tenant: ZoneInfo("UTC")
+    min_ticket_severity: Severity = Severity.MEDIUM
+
+    def team_owners(self) -> dict[str, str]:
+        return {b.scope_value: b.owner for b in self.budgets if b.scope_key == "team" and b.owner and not b.sandbox}
 
 
-def entry_rows(cost: CostAllocated) -> list[dict[str, Any]]:
-    """One row per share: the owner and the amount that owner carries."""
+def entry_rows(cost: CostAllocated, config: RiskConfig) -> list[dict[str, Any]]:
+    """Build one row per share: the owner, the amount that owner carries, and the checks' decisions."""
     tokens = sum(int(quantity) for bucket, quantity in cost.quantities.items() if bucket in TOKEN_BUCKETS)
-    return [
-        {
+    dimensions = cost.dimensions.model_dump()
+    zone = config.zone_for(cost.tenant)
+    rows = []
+    for index, share in enumerate(cost.shares):
+        row: dict[str, Any] = {
             "usage_event_id": cost.usage_event_id,
             "share_index": index,
             "cost_event_id": cost.event_id,
@@ -61,226 +113,221 @@ def entry_rows(cost: CostAllocated) -> list[dict[str, Any]]:
             "cost_amount": share.amount.amount if share.amount else None,
             "cost_currency": share.amount.currency if share.amount else None,
             "token_count": tokens if index == 0 else 0,
+            "usage_start": cost.period_start,
+            "usage_end": cost.period_end,
+            "service": cost.service,
+            "priced_model": cost.priced_model,
+            "region": cost.region,
+            "project_id": cost.dimensions.project_id,
+            "environment": share.allocation.environment,
+            "rule_id": share.allocation.rule_id,
+            "model_key": model_key(cost.model, cost.priced_model, cost.service),
+            "policy_key": None,
+            "policy_rule": None,
+            "policy_classification": None,
+            "policy_reason": None,
+            "unowned_key": None,
+            "unlisted_key": None,
         }
-        for index, share in enumerate(cost.shares)
-    ]
-
-
-def _percent(spend: Decimal, amount: Decimal) -> Decimal:
-    return (spend * 100 / amount).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+        classify(row, dimensions, vendors=config.vendors, policy=config.policy, budgets=config.budgets, zone=zone)
+        rows.append(row)
+    return rows
 
 
 class RiskHandler:
-    def __init__(self, database: Database, outbox: Outbox, budgets: Sequence[Budget]) -> None:
+    def __init__(self, database: Database, outbox: Outbox, config: RiskConfig) -> None:
         self.database = database
         self.outbox = outbox
-        self.budgets = list(budgets)
+        self.config = config
 
     async def handle(self, batch: Sequence[Incoming[CostAllocated]]) -> None:
-        rows = [row for item in batch for row in entry_rows(item.event)]
+        rows = [row for item in batch for row in entry_rows(item.event, self.config)]
         async with self.database.transaction() as connection:
-            fresh, replaced = await replace_older_revisions(
-                connection, RiskCostEntry.__table__, rows, key="usage_event_id"
-            )  # type: ignore[attr-defined]
+            fresh, replaced = await replace_older_revisions(connection, ENTRIES, rows, key="usage_event_id")
             touched = fresh + [dict(row._mapping) for row in replaced]
-            findings = await self._check_budgets(connection, touched)
-            findings += await self._update_unpriced(connection, touched)
-            outgoing = [OutgoingEvent.of(Topic.RISK_FLAGGED, finding, key=finding.subject) for finding in findings]
-            await self.outbox.add(connection, outgoing)
-        for finding in findings:
-            log.info(
-                "finding.raised",
-                kind=finding.kind,
-                subject=finding.subject,
-                severity=finding.severity.value,
-                finding_id=finding.finding_id,
-                title=finding.title,
-            )
-        await self.outbox.send_now(outgoing)
+            detections = await self._cost_detections(connection, touched)
+            events = await self._record(connection, detections)
+        await self.outbox.send_now(events)
 
-    async def _check_budgets(self, connection: AsyncConnection, fresh: list[dict[str, Any]]) -> list[RiskFlagged]:
-        touched = {
-            (row["tenant"], row["month"], key, row[key]) for row in fresh for key in ("team", "cost_centre", "use_case")
+    async def handle_variances(self, batch: Sequence[Incoming[CostVarianceDetected]]) -> None:
+        async with self.database.transaction() as connection:
+            events = await self._record(connection, [variance_detection(item.event) for item in batch])
+        await self.outbox.send_now(events)
+
+    async def handle_seat_activity(self, batch: Sequence[Incoming[SeatActivityReported]]) -> None:
+        async with self.database.transaction() as connection:
+            touched = await store_seats(connection, [item.event for item in batch])
+            events = await self._record(connection, await self._licence_detections(connection, touched))
+        await self.outbox.send_now(events)
+
+    async def handle_seat_entitlements(self, batch: Sequence[Incoming[SeatEntitlementReported]]) -> None:
+        async with self.database.transaction() as connection:
+            touched = await store_entitlements(connection, [item.event for item in batch])
+            events = await self._record(connection, await self._licence_detections(connection, touched))
+        await self.outbox.send_now(events)
+
+    async def handle_value(self, batch: Sequence[Incoming[ValueMapped]]) -> None:
+        """Raise a finding for use-case spend without outcomes; resolve it once outcomes are linked."""
+        async with self.database.transaction() as connection:
+            store = FindingStore(self.config.min_ticket_severity)
+            for event in (item.event for item in batch):
+                if not event.value_linked:
+                    await store.record(connection, value_unlinked_detection(event))
+                    continue
+                await _close_if_active(
+                    connection,
+                    store,
+                    event.tenant,
+                    value_unlinked_id(event),
+                    FindingStatus.RESOLVED,
+                    f"outcomes were recorded for {event.use_case} in {event.period}",
+                )
+            events = store.take_published()
+            await self.outbox.add(connection, events)
+        await self.outbox.send_now(events)
+
+    async def handle_savings(self, batch: Sequence[Incoming[SavingsRecommended]]) -> None:
+        """Open a ticket for each recommendation someone sent to ITSM; close it when the recommendation closes."""
+        async with self.database.transaction() as connection:
+            store = FindingStore(self.config.min_ticket_severity)
+            for event in (item.event for item in batch):
+                if event.ticket_requested:
+                    await store.record(connection, savings_detection(event))
+                if event.status in RECOMMENDATION_CLOSURE:
+                    status, note = RECOMMENDATION_CLOSURE[event.status]
+                    await _close_if_active(connection, store, event.tenant, savings_id(event), status, note)
+            events = store.take_published()
+            await self.outbox.add(connection, events)
+        await self.outbox.send_now(events)
+
+    async def check_renewals(self, now: datetime | None = None) -> int:
+        """Raise renewal findings for contracts whose notice deadline is near; return how many changed."""
+        moment = now or utc_now()
+        detections = [
+            detection
+            for contract in self.config.contracts
+            if (detection := renewal_detection(contract, _today(moment, self.config.zone_for(contract.tenant))))
+        ]
+        async with self.database.transaction() as connection:
+            events = await self._record(connection, detections)
+        await self.outbox.send_now(events)
+        return len(events)
+
+    async def _record(self, connection: AsyncConnection, detections: Sequence[Detection]) -> list[OutgoingEvent]:
+        store = FindingStore(self.config.min_ticket_severity)
+        # Writing in finding-id order makes two of these transactions lock shared findings in the same order,
+        # so they cannot deadlock each other.
+        for detection in sorted(detections, key=lambda item: item.finding_id):
+            await store.record(connection, detection)
+        events = store.take_published()
+        await self.outbox.add(connection, events)
+        return events
+
+    async def _cost_detections(self, connection: AsyncConnection, touched: list[dict[str, Any]]) -> list[Detection]:
+        if not touched:
+            return []
+        tenants = {row["tenant"] for row in touched}
+        zones = {tenant: self.config.zone_for(tenant) for tenant in tenants}
+        clocks = {tenant: await _data_clock(connection, tenant) for tenant in tenants}
+        detections: list[Detection] = []
+
+        for budget, tenant, period in budget_periods(self.config.budgets, touched, zones).values():
+            spent = await budget_spend(connection, budget, tenant, period)
+            detections += threshold_detections(budget, tenant, period, spent)
+            detections += forecast_detections(budget, tenant, period, spent, clocks[tenant])
+
+        unpriced = {
+            (row["tenant"], row["provider"], row["model"] or NOT_REPORTED)
+            for row in touched
+            if row["status"] == CostStatus.UNPRICED.value
         }
-        findings: list[RiskFlagged] = []
-        for budget in self.budgets:
-            for tenant, month in sorted(
-                {(t, m) for t, m, k, v in touched if (k, v) == (budget.scope_key, budget.scope_value)}
-            ):
-                findings += await self._check_budget(connection, budget, tenant, month)
-        return findings
+        for tenant, provider, model in sorted(unpriced):
+            detections.append(await unpriced_detection(connection, tenant, provider, model))
 
-    async def _check_budget(
-        self, connection: AsyncConnection, budget: Budget, tenant: str, month: str
-    ) -> list[RiskFlagged]:
-        table = RiskCostEntry.__table__  # type: ignore[attr-defined]
-        result = await connection.execute(
-            select(table.c.cost_event_id, table.c.share_index, table.c.cost_amount, table.c.cost_currency)
-            .where(
-                table.c.tenant == tenant,
-                table.c.month == month,
-                table.c[budget.scope_key] == budget.scope_value,
-                table.c.status != CostStatus.UNPRICED.value,
-                table.c.charge_category.in_(BUDGET_CATEGORIES),
-            )
-            .order_by(table.c.cost_event_id, table.c.share_index)
-        )
-        spend = Decimal(0)
-        evidence: list[str] = []
-        other_currency = 0
-        for row in result:
-            if row.cost_currency != budget.currency:
-                other_currency += 1
-                continue
-            spend += row.cost_amount
-            evidence.append(row.cost_event_id)
-        percent = _percent(spend, budget.amount)
-        findings: list[RiskFlagged] = []
-        for threshold in budget.thresholds:
-            if percent < threshold:
-                continue
-            identifier = finding_id(tenant, "budget", budget.budget_id, month, str(threshold))
-            facts = {
-                "budget_id": budget.budget_id,
-                "period": month,
-                "budget": f"{budget.amount} {budget.currency}",
-                "spend": f"{spend} {budget.currency}",
-                "percent_of_budget": str(percent),
-                "threshold_percent": str(threshold),
-                "cost_events": str(len(evidence)),
-                "cost_events_in_other_currencies": str(other_currency),
-            }
-            over = threshold >= 100
-            finding = RiskFlagged(
-                event_id=f"finding:{identifier}:r1",
-                occurred_at=utc_now(),
-                source="risk",
-                tenant=tenant,
-                correlation_id=identifier,
-                finding_id=identifier,
-                kind="budget_threshold",
-                severity=Severity.HIGH if over else Severity.MEDIUM,
-                status=FindingStatus.OPEN,
-                subject=budget.subject,
-                owner=budget.owner,
-                title=f"{budget.subject} reached {percent}% of budget {budget.budget_id} for {month}",
-                facts=facts,
-                interpretation=(
-                    f"Spend is over the {budget.amount} {budget.currency} budget; "
-                    "further usage this month is unbudgeted."
-                    if over
-                    else f"Spend passed {threshold}% of the budget; "
-                    "at this rate the budget may run out before the month ends."
-                ),
-                evidence_event_ids=tuple(evidence[:MAX_EVIDENCE_IDS]),
-            )
-            if await self._insert_finding(connection, finding):
-                findings.append(finding)
-        return findings
+        owners = self.config.team_owners()
+        for key in sorted({row["policy_key"] for row in touched if row["policy_key"]}):
+            detections.append(await policy_detection(connection, key, owners))
+        for key in sorted({row["unowned_key"] for row in touched if row["unowned_key"]}):
+            detections.append(await unowned_detection(connection, key))
+        for key in sorted({row["unlisted_key"] for row in touched if row["unlisted_key"]}):
+            detections.append(await unlisted_detection(connection, key))
 
-    async def _update_unpriced(self, connection: AsyncConnection, fresh: list[dict[str, Any]]) -> list[RiskFlagged]:
-        keys = sorted(
-            {
-                (row["tenant"], row["provider"], row["model"] or NOT_REPORTED)
-                for row in fresh
-                if row["status"] == CostStatus.UNPRICED.value
-            }
-        )
-        findings = []
-        for tenant, provider, model in keys:
-            findings.append(await self._unpriced_finding(connection, tenant, provider, model))
-        return findings
+        for series, days in touched_series(touched, zones).items():
+            known = await _known_days(connection, series.finding_id)
+            zone = zones[series.tenant]
+            anomaly = await detect_anomalies(connection, series, days, zone, self.config.anomalies, known)
+            if anomaly is not None:
+                detections.append(replace(anomaly, owner=owners.get(series.team)))
 
-    async def _unpriced_finding(
-        self, connection: AsyncConnection, tenant: str, provider: str, model: str
-    ) -> RiskFlagged:
-        table = RiskCostEntry.__table__  # type: ignore[attr-defined]
-        model_condition = table.c.model.is_(None) if model == NOT_REPORTED else table.c.model == model
-        result = await connection.execute(
-            select(table.c.usage_event_id, table.c.token_count, table.c.month, table.c.unpriced_reason)
-            .where(
-                table.c.tenant == tenant,
-                table.c.provider == provider,
-                model_condition,
-                table.c.status == CostStatus.UNPRICED.value,
-                table.c.share_index == 0,
-            )
-            .order_by(table.c.usage_event_id)
-        )
-        rows = result.all()
-        identifier = finding_id(tenant, "unpriced", provider, model)
-        months = sorted({row.month for row in rows})
-        reasons = sorted({row.unpriced_reason or "" for row in rows})
-        facts = {
-            "provider": provider,
-            "model": model,
-            "usage_events": str(len(rows)),
-            "tokens": str(sum(row.token_count for row in rows)),
-            "months": ",".join(months),
-            "reasons": " | ".join(reasons)[:1000],
-        }
-        existing = (
+        providers = {(row["tenant"], row["provider"]) for row in touched}
+        for contract in self.config.contracts:
+            if contract.kind == "spend_commitment" and (contract.tenant, contract.provider) in providers:
+                zone = self.config.zone_for(contract.tenant)
+                detections += await commitment_detections(connection, contract, zone, clocks.get(contract.tenant))
+        return [detection for detection in detections if detection is not None]
+
+    async def _licence_detections(
+        self, connection: AsyncConnection, touched: set[tuple[str, str, str]]
+    ) -> list[Detection]:
+        detections: list[Detection] = []
+        for tenant, vendor, product in sorted(touched):
+            detections += await licence_detections(connection, tenant, vendor, product, self.config.contracts)
+            unlisted = await self._unlisted_seat_vendor(connection, tenant, vendor, product)
+            if unlisted is not None:
+                detections.append(unlisted)
+        return detections
+
+    async def _unlisted_seat_vendor(
+        self, connection: AsyncConnection, tenant: str, vendor: str, product: str
+    ) -> Detection | None:
+        policy = self.config.policy
+        if policy is None or policy.lists_vendor(vendor, product) or policy.lists_vendor(product, None):
+            return None
+        holders = (
             await connection.execute(
-                select(RiskFinding.__table__.c.revision).where(RiskFinding.__table__.c.finding_id == identifier)  # type: ignore[attr-defined]
-            )
-        ).scalar_one_or_none()
-        revision = (existing or 0) + 1
-        finding = RiskFlagged(
-            event_id=f"finding:{identifier}:r{revision}",
-            occurred_at=utc_now(),
-            source="risk",
-            tenant=tenant,
-            correlation_id=identifier,
-            finding_id=identifier,
-            kind="unpriced_usage",
-            severity=Severity.MEDIUM,
-            status=FindingStatus.OPEN,
-            subject=f"model:{provider}/{model}",
-            title=f"{len(rows)} usage events of {provider}/{model} have no price",
-            facts=facts,
-            interpretation="This usage is kept out of cost totals until a price applies, so reported spend is "
-            "understated; add the model or an alias to the price catalogue, or export usage by model.",
-            evidence_event_ids=tuple(row.usage_event_id for row in rows[:MAX_EVIDENCE_IDS]),
-        )
-        if existing is None:
-            await self._insert_finding(connection, finding)
-        else:
-            await connection.execute(
-                update(RiskFinding.__table__)
-                .where(RiskFinding.__table__.c.finding_id == identifier)
-                .values(  # type: ignore[attr-defined]
-                    title=finding.title,
-                    facts_json=json.dumps(facts),
-                    evidence_json=json.dumps(finding.evidence_event_ids),
-                    revision=revision,
-                    updated_at=utc_now(),
+                select(func.count()).where(
+                    SEATS.c.tenant == tenant, SEATS.c.vendor == vendor, SEATS.c.product == product
                 )
             )
-        return finding
-
-    async def _insert_finding(self, connection: AsyncConnection, finding: RiskFlagged) -> bool:
-        now = utc_now()
-        inserted = await insert_new_rows(
-            connection,
-            RiskFinding.__table__,
-            [
-                {  # type: ignore[attr-defined]
-                    "finding_id": finding.finding_id,
-                    "tenant": finding.tenant,
-                    "kind": finding.kind,
-                    "severity": finding.severity.value,
-                    "status": finding.status.value,
-                    "subject": finding.subject,
-                    "owner": finding.owner,
-                    "title": finding.title,
-                    "facts_json": json.dumps(finding.facts),
-                    "interpretation": finding.interpretation,
-                    "evidence_json": json.dumps(finding.evidence_event_ids),
-                    "revision": 1,
-                    "opened_at": now,
-                    "updated_at": now,
-                }
-            ],
-            ["finding_id"],
+        ).scalar_one()
+        name = self.config.vendors.vendor_of(vendor, product, None) or product
+        facts = {"vendor": name, "seen_as": f"{vendor}/{product} seat reports", "seats_reported": str(holders)}
+        return Detection(
+            finding_id=finding_id(tenant, "unlisted-seats", name),
+            tenant=tenant,
+            kind="shadow_ai_vendor",
+            severity=Severity.HIGH,
+            subject=f"vendor:{name}",
+            title=f"AI tool {name} appears in seat reports but no policy lists it",
+            facts=facts,
+            interpretation="People hold seats of this AI tool but no policy rule or exception names it; review what "
+            "data it may see and add it to the policy or withdraw the seats.",
+            occurrence=str(holders),
         )
-        return bool(inserted)
+
+
+async def _close_if_active(
+    connection: AsyncConnection, store: FindingStore, tenant: str, identifier: str, status: FindingStatus, note: str
+) -> None:
+    row = (await connection.execute(select(FINDINGS.c.status).where(FINDINGS.c.finding_id == identifier))).first()
+    if row is not None and FindingStatus(row.status) in ACTIVE:
+        await store.change_status(
+            connection, tenant=tenant, finding_id=identifier, to_status=status, actor="risk", note=note
+        )
+
+
+async def _data_clock(connection: AsyncConnection, tenant: str) -> datetime | None:
+    """Return the end of the tenant's newest usage: how far its data reaches."""
+    return (await connection.execute(select(func.max(ENTRIES.c.usage_end)).where(ENTRIES.c.tenant == tenant))).scalar()
+
+
+async def _known_days(connection: AsyncConnection, identifier: str) -> list[str]:
+    row = (await connection.execute(select(FINDINGS.c.facts_json).where(FINDINGS.c.finding_id == identifier))).first()
+    if row is None:
+        return []
+    days = json.loads(row.facts_json).get("flagged_days", "")
+    return [day for day in days.split(",") if day]
+
+
+def _today(moment: datetime, zone: ZoneInfo) -> date:
+    return moment.astimezone(zone).date()

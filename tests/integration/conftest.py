@@ -1,4 +1,4 @@
-"""A running pipeline for the integration tests: the broker, the database and the five service processes."""
+"""A running pipeline for the integration tests: the broker, the database, the five services and the ITSM stand-in."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ def stack(
         budgets=EXAMPLES / "config" / "budgets.yaml",
         optimizer_policy=EXAMPLES / "config" / "optimizer.yaml",
         extra_env={"INGEST_MAX_BODY_BYTES": str(1024 * 1024)},
+        risk_policy=EXAMPLES / "config" / "policy.yaml",
+        contracts=EXAMPLES / "config" / "contracts.yaml",
+        itsm_standin=True,
     )
     running = Stack(config)
     try:
