@@ -53,7 +53,7 @@ def partition_key(tenant: str, key: str) -> bytes:
 
 #: Which topics each consuming service reads; each (service, topic) pair is one consumer group.
 SUBSCRIPTIONS: dict[str, tuple[Topic, ...]] = {
-    "allocation": (Topic.USAGE_RECORDED,),
+    "allocation": (Topic.USAGE_RECORDED, Topic.PROVIDER_COST_REPORTED),
     "risk": (Topic.COST_ALLOCATED,),
     "value": (Topic.COST_ALLOCATED, Topic.OUTCOME_RECORDED),
     "optimizer": (Topic.COST_ALLOCATED,),

@@ -1,0 +1,371 @@
+"""Reconciliation: the cost computed from usage against the cost the provider says it charged.
+
+Provider statements (OpenAI costs, Anthropic cost report) are stored as they come
+and never added to spend. For each tenant, provider and UTC day, statements that
+name a model are compared with the computed cost of that model, and statements
+without a model with the computed cost of the whole day. A difference beyond both
+tolerances (an amount and a percentage) publishes a ``cost.variance_detected``
+event with the likely cause, worked out by testing explanations in turn:
+different currencies, no usage imported, unpriced usage, usage dated on a
+neighbouring day, usage billed at another service tier, and otherwise the
+direction of the difference. The comparison is redone whenever statements or
+computed costs of that day change; an unchanged result publishes nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.allocation.ledger import LEDGER
+from services.allocation.pricing import PriceBook, price_usage
+from services.allocation.tables import ProviderCostStatement, Reconciliation
+from shared.db import insert_new_rows, upsert
+from shared.events import (
+    CostStatus,
+    CostVarianceDetected,
+    Money,
+    ProviderCostReported,
+    ServiceTier,
+    UsageRecorded,
+    utc_now,
+)
+from shared.kafka import OutgoingEvent
+from shared.topics import Topic
+
+STATEMENTS = ProviderCostStatement.__table__  # type: ignore[attr-defined]
+RECONCILIATION = Reconciliation.__table__  # type: ignore[attr-defined]
+WHOLE_DAY = ""
+DayKey = tuple[str, str, str]  # tenant, provider, UTC day
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    percent: Decimal = Decimal("1")
+    amount: Decimal = Decimal("0.01")
+
+    def allows(self, variance: Decimal, percent: Decimal | None) -> bool:
+        if abs(variance) <= self.amount:
+            return True
+        return percent is not None and abs(percent) <= self.percent
+
+
+def utc_day(instant: datetime) -> str:
+    return instant.astimezone(UTC).date().isoformat()
+
+
+def statement_row(statement: ProviderCostReported, book: PriceBook) -> dict[str, Any]:
+    priced_model = None
+    if statement.model is not None:
+        terms = book.terms_for(statement.tenant)
+        priced_model = terms.aliases.get((statement.provider, statement.model)) or book.catalogue.resolve_model(
+            statement.provider, statement.model
+        )
+    return {
+        "event_id": statement.event_id,
+        "tenant": statement.tenant,
+        "provider": statement.provider,
+        "day": utc_day(statement.period_start),
+        "model": statement.model,
+        "priced_model": priced_model or statement.model,
+        "line_item": statement.line_item,
+        "amount": statement.amount.amount,
+        "currency": statement.amount.currency,
+        "period_start": statement.period_start,
+        "period_end": statement.period_end,
+        "recorded_at": utc_now(),
+    }
+
+
+async def store_statements(
+    connection: AsyncConnection, statements: Sequence[ProviderCostReported], book: PriceBook
+) -> set[DayKey]:
+    """Store statements not seen before; return the days whose comparison they change."""
+    rows = [statement_row(statement, book) for statement in statements]
+    inserted = {key[0] for key in await insert_new_rows(connection, STATEMENTS, rows, ["event_id"])}
+    return {(row["tenant"], row["provider"], row["day"]) for row in rows if row["event_id"] in inserted}
+
+
+@dataclass
+class _Computed:
+    amounts: dict[str, dict[str, Decimal]]  # model key → currency → amount
+    unpriced: dict[str, int]  # model key → unpriced usage events
+    rows: list[Any]
+
+
+async def _computed(connection: AsyncConnection, tenant: str, provider: str, day: str) -> _Computed:
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    rows = (
+        await connection.execute(
+            select(
+                LEDGER.c.usage_event_id,
+                LEDGER.c.status,
+                LEDGER.c.priced_model,
+                LEDGER.c.model,
+                LEDGER.c.cost_amount,
+                LEDGER.c.cost_currency,
+                LEDGER.c.usage_json,
+                LEDGER.c.charge_category,
+            ).where(
+                LEDGER.c.tenant == tenant,
+                LEDGER.c.provider == provider,
+                LEDGER.c.period_start >= start,
+                LEDGER.c.period_start < start + timedelta(days=1),
+            )
+        )
+    ).all()
+    amounts: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    unpriced: dict[str, int] = defaultdict(int)
+    for row in rows:
+        if row.charge_category != "usage":
+            continue
+        model = row.priced_model or row.model or "(not reported)"
+        for key in (model, WHOLE_DAY):
+            if row.status == CostStatus.UNPRICED.value:
+                unpriced[key] += 1
+            elif row.cost_amount is not None:
+                amounts[key][row.cost_currency] += row.cost_amount
+    return _Computed(amounts, unpriced, [row for row in rows if row.charge_category == "usage"])
+
+
+async def reconcile(
+    connection: AsyncConnection, keys: Iterable[DayKey], book: PriceBook, tolerance: Tolerance
+) -> list[OutgoingEvent]:
+    """Compare computed with reported cost on the given days; return the variance events to publish."""
+    events: list[OutgoingEvent] = []
+    for tenant, provider, day in sorted(set(keys)):
+        statements = (
+            await connection.execute(
+                select(STATEMENTS).where(
+                    STATEMENTS.c.tenant == tenant, STATEMENTS.c.provider == provider, STATEMENTS.c.day == day
+                )
+            )
+        ).all()
+        if not statements:
+            continue
+        reported: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        evidence: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for statement in statements:
+            key = (statement.priced_model or WHOLE_DAY, statement.currency)
+            reported[key] += statement.amount
+            evidence[key].append(statement.event_id)
+        computed = await _computed(connection, tenant, provider, day)
+        for (model, currency), reported_amount in sorted(reported.items()):
+            event = await _compare(
+                connection,
+                book,
+                tolerance,
+                (tenant, provider, day, model),
+                Money(amount=reported_amount, currency=currency),
+                computed,
+                evidence[(model, currency)],
+            )
+            if event is not None:
+                events.append(event)
+    return events
+
+
+async def _compare(
+    connection: AsyncConnection,
+    book: PriceBook,
+    tolerance: Tolerance,
+    key: tuple[str, str, str, str],
+    reported: Money,
+    computed: _Computed,
+    evidence_ids: list[str],
+) -> OutgoingEvent | None:
+    tenant, provider, day, model = key
+    by_currency = computed.amounts.get(model, {})
+    computed_amount = by_currency.get(reported.currency, Decimal(0))
+    variance = reported.amount - computed_amount
+    percent = (
+        None if reported.amount == 0 else (variance * 100 / reported.amount).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+    )
+    within = tolerance.allows(variance, percent)
+    cause = "computed and reported cost agree within tolerance"
+    if not within:
+        cause = await _likely_cause(connection, book, tolerance, key, reported, computed, variance)
+    figures = f"{reported.amount}|{computed_amount}|{reported.currency}|{cause}"
+    event_id = (
+        f"variance:{tenant}:{provider}:{day}:{model or 'all'}:{hashlib.sha256(figures.encode()).hexdigest()[:12]}"
+    )
+    stored = (
+        await connection.execute(
+            select(RECONCILIATION.c.published_event_id).where(
+                RECONCILIATION.c.tenant == tenant,
+                RECONCILIATION.c.provider == provider,
+                RECONCILIATION.c.day == day,
+                RECONCILIATION.c.model == model,
+            )
+        )
+    ).scalar_one_or_none()
+    publish = not within and stored != event_id
+    await connection.execute(
+        upsert(
+            connection,
+            RECONCILIATION,
+            ["tenant", "provider", "day", "model"],
+            [
+                "currency",
+                "computed_amount",
+                "reported_amount",
+                "variance_amount",
+                "variance_percent",
+                "within_tolerance",
+                "likely_cause",
+                "unpriced_events",
+                "published_event_id",
+                "updated_at",
+            ],
+        ),
+        {
+            "tenant": tenant,
+            "provider": provider,
+            "day": day,
+            "model": model,
+            "currency": reported.currency,
+            "computed_amount": computed_amount,
+            "reported_amount": reported.amount,
+            "variance_amount": variance,
+            "variance_percent": percent,
+            "within_tolerance": within,
+            "likely_cause": cause,
+            "unpriced_events": computed.unpriced.get(model, 0),
+            "published_event_id": event_id if publish else stored,
+            "updated_at": utc_now(),
+        },
+    )
+    if not publish:
+        return None
+    detected = CostVarianceDetected(
+        event_id=event_id,
+        occurred_at=datetime.fromisoformat(day).replace(tzinfo=UTC),
+        source="allocation.reconciliation",
+        tenant=tenant,
+        correlation_id=f"reconciliation:{tenant}:{provider}:{day}",
+        provider=provider,
+        day=day,
+        model=model or None,
+        computed_cost=Money(amount=computed_amount, currency=reported.currency),
+        provider_cost=reported,
+        variance=Money(amount=variance, currency=reported.currency),
+        variance_percent=percent,
+        tolerance_percent=tolerance.percent,
+        likely_cause=cause,
+        evidence_event_ids=tuple(evidence_ids[:200]),
+    )
+    return OutgoingEvent.of(Topic.COST_VARIANCE_DETECTED, detected, key=f"provider:{provider}")
+
+
+async def _likely_cause(
+    connection: AsyncConnection,
+    book: PriceBook,
+    tolerance: Tolerance,
+    key: tuple[str, str, str, str],
+    reported: Money,
+    computed: _Computed,
+    variance: Decimal,
+) -> str:
+    tenant, provider, day, model = key
+    by_currency = computed.amounts.get(model, {})
+    other = sorted(currency for currency in by_currency if currency != reported.currency)
+    if other and reported.currency not in by_currency:
+        return (
+            f"currencies differ: the provider reported {reported.currency}, the computed cost is in "
+            f"{', '.join(other)}; add an exchange rate or a price list in {reported.currency}"
+        )
+    if not by_currency and not computed.unpriced.get(model):
+        return (
+            "no usage was imported for this day: the usage export is missing days, projects, keys or products "
+            "(embeddings, images, tools), or the provider dates this usage on another day"
+        )
+    if computed.unpriced.get(model):
+        return (
+            f"{computed.unpriced[model]} usage lines of this day are unpriced, so their cost is missing from the "
+            "computed figure; add their models or aliases to the price catalogue and run `aifinops prices reload`"
+        )
+    shifted = await _neighbouring_day_match(connection, tenant, provider, day, model, variance, tolerance)
+    if shifted is not None:
+        return shifted
+    tier = _tier_match(book, computed, model, reported, tolerance)
+    if tier is not None:
+        return tier
+    if variance < 0:
+        return (
+            "the provider charged less than the list prices give: a negotiated discount, credit or price cut that "
+            "the price catalogue and contract terms do not have"
+        )
+    return (
+        "the provider charged more than the usage imported accounts for: usage missing from the import (other "
+        "projects, keys or products such as embeddings and tools) or a price rise missing from the catalogue"
+    )
+
+
+async def _neighbouring_day_match(
+    connection: AsyncConnection,
+    tenant: str,
+    provider: str,
+    day: str,
+    model: str,
+    variance: Decimal,
+    tolerance: Tolerance,
+) -> str | None:
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    for offset in (-1, 1):
+        neighbour = start + timedelta(days=offset)
+        rows = (
+            await connection.execute(
+                select(LEDGER.c.model, LEDGER.c.priced_model, LEDGER.c.cost_amount, LEDGER.c.cost_currency).where(
+                    LEDGER.c.tenant == tenant,
+                    LEDGER.c.provider == provider,
+                    LEDGER.c.status == CostStatus.PRICED.value,
+                    LEDGER.c.period_start >= neighbour,
+                    LEDGER.c.period_start < neighbour + timedelta(days=1),
+                )
+            )
+        ).all()
+        for row in rows:
+            if model not in (WHOLE_DAY, row.priced_model) or row.cost_amount is None:
+                continue
+            if abs(abs(variance) - row.cost_amount) <= tolerance.amount:
+                return (
+                    f"usage of {row.priced_model or row.model} costing {row.cost_amount} {row.cost_currency} is dated "
+                    f"{neighbour.date().isoformat()} in the usage export, but the provider's statement for {day} "
+                    "seems to include it: the two reports cut days differently"
+                )
+    return None
+
+
+def _tier_match(book: PriceBook, computed: _Computed, model: str, reported: Money, tolerance: Tolerance) -> str | None:
+    events = [
+        UsageRecorded.model_validate_json(row.usage_json)
+        for row in computed.rows
+        if row.status == CostStatus.PRICED.value and row.usage_json and model in (WHOLE_DAY, row.priced_model)
+    ]
+    if not events:
+        return None
+    for tier in ServiceTier:
+        total = Decimal(0)
+        for event in events:
+            priced = price_usage(event.model_copy(update={"service_tier": tier}), book)
+            if priced.cost is None or priced.cost.currency != reported.currency:
+                break
+            total += priced.cost.amount
+        else:
+            if (
+                tier not in {event.service_tier for event in events}
+                and abs(total - reported.amount) <= tolerance.amount
+            ):
+                return (
+                    f"the reported cost matches this usage priced at the {tier.value} tier ({total} "
+                    f"{reported.currency}): the usage report names another tier than the provider billed"
+                )
+    return None

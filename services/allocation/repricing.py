@@ -1,0 +1,233 @@
+"""Re-pricing: after prices, terms or rules change, cost again what the change affects and publish corrections.
+
+The sweep reads every ledger row priced under another version of the price book
+and rules, prices its stored usage event again, and compares. A row whose cost,
+lines and owners come out the same only takes the new version. A row that differs
+gets the next revision, published as a cost event whose correction names the
+amount it replaces and why; the past is never edited silently. Running the sweep
+twice changes nothing the second time.
+
+Contract credits are costs too: each credit in the tenant terms is kept as a cost
+line of its own (charge category credit), and a credit changed or removed in the
+terms is corrected the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.allocation.costing import BuiltCost, cost_event_id, lines_json, shares_json, split_pool_of
+from services.allocation.ledger import LEDGER, build_with_metrics, store_new_costs, store_revision
+from services.allocation.pricing import PriceBook
+from services.allocation.sources import Loaded
+from shared.db import Database
+from shared.events import (
+    ChargeCategory,
+    CostCorrection,
+    CostStatus,
+    Evidence,
+    Money,
+    PricingBasis,
+    UsageRecorded,
+)
+from shared.logging import get_logger
+from shared.outbox import Outbox
+
+log = get_logger(__name__)
+
+CREDIT_PREFIX = "credit:"
+
+
+@dataclass
+class SweepResult:
+    examined: int = 0
+    corrected: int = 0
+    restamped: int = 0
+    credits_added: int = 0
+    touched: set[tuple[str, str, str]] = field(default_factory=set)  # (tenant, provider, UTC day) for reconciliation
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "examined": self.examined,
+            "corrected": self.corrected,
+            "unchanged": self.restamped,
+            "credits_added": self.credits_added,
+        }
+
+
+def credit_events(book: PriceBook) -> dict[str, UsageRecorded]:
+    """Return the credits of every tenant's contracts as bill lines, keyed by their stable usage id."""
+    events: dict[str, UsageRecorded] = {}
+    for tenant, terms in book.terms.items():
+        for contract in terms.contracts:
+            for credit in contract.credits:
+                usage_id = f"{CREDIT_PREFIX}{tenant}:{contract.contract_id}:{credit.credit_id}"
+                events[usage_id] = UsageRecorded(
+                    event_id=usage_id,
+                    occurred_at=credit.applied_on,
+                    source="allocation.contract-terms",
+                    tenant=tenant,
+                    correlation_id=usage_id,
+                    provider=contract.provider,
+                    period_start=credit.applied_on,
+                    period_end=credit.applied_on,
+                    charge_category=ChargeCategory.CREDIT,
+                    pricing_basis=PricingBasis.PROVIDER_BILLED,
+                    provider_cost=credit.amount,
+                    description=credit.description,
+                    evidence=Evidence(format="contract-terms", file_name=None),
+                )
+    return events
+
+
+def _same(row: Any, built: BuiltCost) -> bool:
+    cost = built.cost
+    amount = cost.cost.amount if cost.cost else None
+    currency = cost.cost.currency if cost.cost else None
+    return (
+        row.status == cost.status.value
+        and row.cost_amount == amount
+        and row.cost_currency == currency
+        and row.lines_json == lines_json(cost)
+        and row.shares_json == shares_json(cost)
+    )
+
+
+def _money_text(amount: Decimal | None, currency: str | None) -> str:
+    return "no cost" if amount is None else f"{amount} {currency}"
+
+
+def correction_reason(row: Any, built: BuiltCost, version: str) -> str:
+    """Say what changed between the stored cost and the new one, and under which versions."""
+    cost = built.cost
+    changes: list[str] = []
+    if row.status != cost.status.value:
+        changes.append(f"status {row.status} → {cost.status.value}")
+    new_amount = cost.cost.amount if cost.cost else None
+    if row.cost_amount != new_amount or row.cost_currency != (cost.cost.currency if cost.cost else None):
+        changes.append(
+            f"cost {_money_text(row.cost_amount, row.cost_currency)} → "
+            f"{_money_text(new_amount, cost.cost.currency if cost.cost else None)}"
+        )
+    if row.shares_json != shares_json(cost):
+        owners = ", ".join(f"{share.allocation.team} {share.fraction}" for share in cost.shares)
+        changes.append(f"owners now {owners}")
+    if not changes and row.lines_json != lines_json(cost):
+        changes.append("price rows changed, amounts unchanged")
+    return f"re-priced under {version} (was {row.pricing_version}): {'; '.join(changes)}"
+
+
+async def _reprice_row(
+    connection: AsyncConnection, outbox: Outbox, row: Any, event: UsageRecorded, loaded: Loaded, result: SweepResult
+) -> None:
+    result.examined += 1
+    candidate = await build_with_metrics(connection, event, loaded, revision=row.revision)
+    if _same(row, candidate) and row.usage_json == event.model_dump_json():
+        await connection.execute(
+            update(LEDGER)
+            .where(LEDGER.c.usage_event_id == row.usage_event_id, LEDGER.c.revision == row.revision)
+            .values(pricing_version=loaded.version)
+        )
+        result.restamped += 1
+        return
+    reason = correction_reason(row, candidate, loaded.version)
+    if row.usage_event_id.startswith(CREDIT_PREFIX) and row.usage_json != event.model_dump_json():
+        reason = f"contract terms changed the credit: {reason}"
+    correction = CostCorrection(
+        previous_revision=row.revision,
+        previous_status=CostStatus(row.status),
+        previous_cost=Money(amount=row.cost_amount, currency=row.cost_currency)
+        if row.cost_amount is not None
+        else None,
+        reason=reason[:2000],
+    )
+    revision = row.revision + 1
+    cost = candidate.cost.model_copy(
+        update={"revision": revision, "correction": correction, "event_id": cost_event_id(row.usage_event_id, revision)}
+    )
+    built = BuiltCost(cost, candidate.share_lines, candidate.split_pool, candidate.list_cost)
+    if not await store_revision(connection, outbox, built, event, loaded, reason):
+        return  # another sweep revised this row first; its revision stands
+    result.corrected += 1
+    result.touched.add((row.tenant, row.provider, row.period_start.date().isoformat()))
+    log.info(
+        "allocation.cost_corrected",
+        usage_event_id=row.usage_event_id,
+        revision=revision,
+        previous=_money_text(row.cost_amount, row.cost_currency),
+        now=_money_text(cost.cost.amount if cost.cost else None, cost.cost.currency if cost.cost else None),
+    )
+
+
+async def sweep(
+    database: Database, outbox: Outbox, loaded: Loaded, *, only_stale: bool = True, page_size: int = 500
+) -> SweepResult:
+    """Re-price every ledger row computed under another version; add, change or withdraw contract credits."""
+    result = SweepResult()
+    await _sync_credits(database, outbox, loaded, result)
+    deferred: list[str] = []
+    for split_pass in (False, True):
+        after = ""
+        while True:
+            async with database.transaction() as connection:
+                query = select(LEDGER).where(LEDGER.c.usage_event_id > after)
+                if only_stale:
+                    query = query.where(
+                        (LEDGER.c.pricing_version != loaded.version) | LEDGER.c.pricing_version.is_(None)
+                    )
+                if split_pass:
+                    if not deferred:
+                        break
+                    query = query.where(LEDGER.c.usage_event_id.in_(deferred[:page_size]))
+                    deferred = deferred[page_size:]
+                rows = (await connection.execute(query.order_by(LEDGER.c.usage_event_id).limit(page_size))).all()
+                if not rows:
+                    break
+                after = rows[-1].usage_event_id if not split_pass else ""
+                for row in rows:
+                    if not row.usage_json:
+                        log.warning("allocation.reprice_skipped", usage_event_id=row.usage_event_id, reason="no usage")
+                        continue
+                    event = UsageRecorded.model_validate_json(row.usage_json)
+                    if not split_pass and split_pool_of(event, loaded.rules) is not None:
+                        deferred.append(row.usage_event_id)  # split after every direct cost has its new amount
+                        continue
+                    await _reprice_row(connection, outbox, row, event, loaded, result)
+    await outbox.send_pending(min_age=timedelta(0))
+    log.info("allocation.repriced", version=loaded.version, **result.as_dict())
+    return result
+
+
+async def _sync_credits(database: Database, outbox: Outbox, loaded: Loaded, result: SweepResult) -> None:
+    wanted = credit_events(loaded.book)
+    async with database.transaction() as connection:
+        stored = {
+            row.usage_event_id: row
+            for row in (
+                await connection.execute(select(LEDGER).where(LEDGER.c.usage_event_id.like(f"{CREDIT_PREFIX}%")))
+            ).all()
+        }
+        new = [event for usage_id, event in wanted.items() if usage_id not in stored]
+        if new:
+            fresh = await store_new_costs(connection, outbox, new, loaded)
+            result.credits_added += len(fresh)
+        for usage_id, row in stored.items():
+            event = wanted.get(usage_id) or _withdrawn(UsageRecorded.model_validate_json(row.usage_json))
+            if row.usage_json != event.model_dump_json():
+                await _reprice_row(connection, outbox, row, event, loaded, result)
+
+
+def _withdrawn(event: UsageRecorded) -> UsageRecorded:
+    currency = event.provider_cost.currency if event.provider_cost else "USD"
+    return event.model_copy(
+        update={
+            "provider_cost": Money(amount=Decimal(0), currency=currency),
+            "description": f"{event.description or 'credit'} (withdrawn from the contract terms)",
+        }
+    )
