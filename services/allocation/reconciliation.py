@@ -318,30 +318,48 @@ async def _neighbouring_day_match(
     variance: Decimal,
     tolerance: Tolerance,
 ) -> str | None:
+    """Explain a variance as one usage line counted on a neighbouring day by one of the two reports.
+
+    A provider charging more than computed may include a neighbouring day's line; charging less, it may
+    have put one of this day's lines on a neighbouring statement. The line must match the variance
+    within both tolerances, measured against the line's own cost.
+    """
     start = datetime.fromisoformat(day).replace(tzinfo=UTC)
-    for offset in (-1, 1):
-        neighbour = start + timedelta(days=offset)
+    days = [start - timedelta(days=1), start + timedelta(days=1)] if variance > 0 else [start]
+    for first in days:
         rows = (
             await connection.execute(
                 select(LEDGER.c.model, LEDGER.c.priced_model, LEDGER.c.cost_amount, LEDGER.c.cost_currency).where(
                     LEDGER.c.tenant == tenant,
                     LEDGER.c.provider == provider,
                     LEDGER.c.status == CostStatus.PRICED.value,
-                    LEDGER.c.period_start >= neighbour,
-                    LEDGER.c.period_start < neighbour + timedelta(days=1),
+                    LEDGER.c.period_start >= first,
+                    LEDGER.c.period_start < first + timedelta(days=1),
                 )
             )
         ).all()
         for row in rows:
-            if model not in (WHOLE_DAY, row.priced_model) or row.cost_amount is None:
+            if model not in (WHOLE_DAY, row.priced_model) or not row.cost_amount:
                 continue
-            if abs(abs(variance) - row.cost_amount) <= tolerance.amount:
+            gap = abs(abs(variance) - row.cost_amount)
+            if gap <= tolerance.amount and gap * 100 <= tolerance.percent * row.cost_amount:
+                name = row.priced_model or row.model
+                if variance > 0:
+                    return (
+                        f"usage of {name} costing {_plain(row.cost_amount)} {row.cost_currency} is dated "
+                        f"{first.date().isoformat()} in the usage export, but the provider's statement for {day} "
+                        "seems to include it: the two reports cut days differently"
+                    )
                 return (
-                    f"usage of {row.priced_model or row.model} costing {row.cost_amount} {row.cost_currency} is dated "
-                    f"{neighbour.date().isoformat()} in the usage export, but the provider's statement for {day} "
-                    "seems to include it: the two reports cut days differently"
+                    f"usage of {name} costing {_plain(row.cost_amount)} {row.cost_currency} is dated {day} in the "
+                    "usage export, but the provider seems to charge it on a neighbouring day's statement: the two "
+                    "reports cut days differently"
                 )
     return None
+
+
+def _plain(amount: Decimal) -> str:
+    return format(amount.normalize(), "f")
 
 
 def _tier_match(book: PriceBook, computed: _Computed, model: str, reported: Money, tolerance: Tolerance) -> str | None:

@@ -14,6 +14,7 @@ terms is corrected the same way.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -100,7 +101,7 @@ def _same(row: Any, built: BuiltCost) -> bool:
 
 
 def _money_text(amount: Decimal | None, currency: str | None) -> str:
-    return "no cost" if amount is None else f"{amount} {currency}"
+    return "no cost" if amount is None else f"{format(amount.normalize(), 'f')} {currency}"
 
 
 def correction_reason(row: Any, built: BuiltCost, version: str) -> str:
@@ -115,7 +116,9 @@ def correction_reason(row: Any, built: BuiltCost, version: str) -> str:
             f"cost {_money_text(row.cost_amount, row.cost_currency)} → "
             f"{_money_text(new_amount, cost.cost.currency if cost.cost else None)}"
         )
-    if row.shares_json != shares_json(cost):
+    old_owners = [(share["allocation"], share["fraction"]) for share in json.loads(row.shares_json)]
+    new_owners = [(share.allocation.model_dump(mode="json"), str(share.fraction)) for share in cost.shares]
+    if old_owners != new_owners:
         owners = ", ".join(f"{share.allocation.team} {share.fraction}" for share in cost.shares)
         changes.append(f"owners now {owners}")
     if not changes and row.lines_json != lines_json(cost):
@@ -127,7 +130,7 @@ async def _reprice_row(
     connection: AsyncConnection, outbox: Outbox, row: Any, event: UsageRecorded, loaded: Loaded, result: SweepResult
 ) -> None:
     result.examined += 1
-    candidate = await build_with_metrics(connection, event, loaded, revision=row.revision)
+    candidate = await build_with_metrics(connection, event, loaded)
     if _same(row, candidate) and row.usage_json == event.model_dump_json():
         await connection.execute(
             update(LEDGER)
