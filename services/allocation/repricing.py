@@ -169,9 +169,18 @@ async def _reprice_row(
 
 
 async def sweep(
-    database: Database, outbox: Outbox, loaded: Loaded, *, only_stale: bool = True, page_size: int = 500
+    database: Database,
+    outbox: Outbox,
+    loaded: Loaded,
+    *,
+    only_stale: bool = True,
+    page_size: int = 500,
+    send: bool = True,
 ) -> SweepResult:
-    """Re-price every ledger row computed under another version; add, change or withdraw contract credits."""
+    """Re-price every ledger row computed under another version; add, change or withdraw contract credits.
+
+    With ``send`` false the corrections stay in the outbox for the service's relay to send.
+    """
     result = SweepResult()
     await _sync_credits(database, outbox, loaded, result)
     deferred: list[str] = []
@@ -202,7 +211,8 @@ async def sweep(
                         deferred.append(row.usage_event_id)  # split after every direct cost has its new amount
                         continue
                     await _reprice_row(connection, outbox, row, event, loaded, result)
-    await outbox.send_pending(min_age=timedelta(0))
+    if send:
+        await outbox.send_pending(min_age=timedelta(0))
     log.info("allocation.repriced", version=loaded.version, **result.as_dict())
     return result
 
