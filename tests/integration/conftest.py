@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aifinops.stack import Stack, StackConfig
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, ROOT
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +26,7 @@ def stack(
         budgets=EXAMPLES / "config" / "budgets.yaml",
         optimizer_policy=EXAMPLES / "config" / "optimizer.yaml",
         extra_env={"INGEST_MAX_BODY_BYTES": str(1024 * 1024)},
+        allocation_terms=ROOT / "tests" / "fixtures" / "allocation_terms.yaml",
     )
     running = Stack(config)
     try:
