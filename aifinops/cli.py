@@ -381,5 +381,23 @@ def export_focus_command(
     console.print(f"wrote {count} FOCUS rows to {file}")
 
 
+@main.command("commitments")
+@click.option("--tenant", help="Tenant to report on; defaults to AIFINOPS_TENANT.")
+@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), help="Day to project from; defaults to today.")
+def commitments_command(tenant: str | None, as_of: datetime.datetime | None) -> None:
+    """Show how much of each committed-spend contract (ALLOCATION_TERMS_FILE) usage has drawn down."""
+    from services.allocation.commands import commitments, render_drawdowns
+    from services.allocation.settings import AllocationSettings
+
+    settings = AllocationSettings()
+    now = as_of.replace(tzinfo=datetime.UTC) if as_of else datetime.datetime.now(datetime.UTC)
+    try:
+        results = asyncio.run(commitments(settings, tenant or settings.tenant, now))
+    except ValueError as error:
+        errors.print(f"error: {error}", highlight=False)
+        sys.exit(2)
+    render_drawdowns(results, console, as_of=now)
+
+
 if __name__ == "__main__":
     main()

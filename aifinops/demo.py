@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,9 @@ from rich.console import Console
 
 from aifinops.report import build_report, render_report
 from aifinops.stack import Stack, StackConfig
+from services.allocation.commands import commitments, render_drawdowns
+from services.allocation.commitments import Drawdown
+from services.allocation.settings import AllocationSettings
 from services.ingest.batch import import_file
 from services.ingest.normalisers import UnknownFormat
 from services.value.outcomes import rows_from_csv
@@ -42,6 +46,8 @@ REIMPORTED_FILE = "dashboard_export_usage_completions.tsv"
 # OpenAI's own daily cost statement for the dashboard usage export's project, reconciled against computed cost.
 PROVIDER_COST_FILE = "dashboard_export_costs_daily.tsv"
 PROVIDER_COST_EVENTS = "dashboard_export_costs_daily.events.jsonl"
+# The demo's usage is from 2025 and 2026; commitments are projected as of the end of the last sample month.
+DEMO_AS_OF = datetime(2025, 10, 31, tzinfo=UTC)
 
 
 def examples_dir() -> Path:
@@ -76,6 +82,7 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False) ->
         say("Waiting until every topic and outbox is drained ...")
         await stack.wait_until_drained()
         report = await build_report(stack.settings(), DEMO_TENANT)
+        drawn = await demo_commitments(stack, config)
     finally:
         stack.stop()
 
@@ -84,6 +91,7 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False) ->
     else:
         console.print()
         render_report(report, console)
+        render_drawdowns(drawn, console, as_of=DEMO_AS_OF)
         console.print(f"\nLogs and databases of this run: {run_dir}/")
     return 0
 
@@ -163,3 +171,13 @@ async def publish_statement_events(stack: Stack, tenant: str, path: Path) -> int
         return len(events)
     finally:
         await publisher.stop()
+
+
+async def demo_commitments(stack: Stack, config: StackConfig) -> list[Drawdown]:
+    settings = AllocationSettings(
+        KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap_servers,
+        DATABASE_URL=config.database_url,
+        AIFINOPS_DATA_DIR=str(stack.data_dir),
+        ALLOCATION_TERMS_FILE=str(config.allocation_terms) if config.allocation_terms else None,
+    )
+    return await commitments(settings, DEMO_TENANT, DEMO_AS_OF)

@@ -12,7 +12,9 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from aiokafka.errors import KafkaError
+from rich.console import Console
 
+from services.allocation.commitments import Drawdown, drawdowns
 from services.allocation.focus import focus_csv, focus_rows
 from services.allocation.fx import FxTable
 from services.allocation.litellm import MergeSummary, merge_rows, read_price_map
@@ -167,3 +169,31 @@ async def export_focus(
         await database.dispose()
     path.write_text(focus_csv(rows))
     return len(rows)
+
+
+async def commitments(settings: AllocationSettings, tenant: str, now: datetime) -> list[Drawdown]:
+    """Return the drawdown of the tenant's committed-spend contracts as of ``now``."""
+    loaded = AllocationSources.from_settings(settings).load()
+    fx = FxTable.load(settings.fx_rates_file) if settings.fx_rates_file else None
+    database = Database(settings.database_url_for("allocation"))
+    try:
+        return await drawdowns(database, loaded.book.terms_for(tenant), now, fx)
+    finally:
+        await database.dispose()
+
+
+def render_drawdowns(results: list[Drawdown], console: Console, *, as_of: datetime) -> None:
+    console.print(f"\n[bold]Committed spend[/] as of {as_of.date().isoformat()}")
+    if not results:
+        console.print("no contract with committed spend")
+    for item in results:
+        console.print(
+            f"- {item.contract_id} ({item.provider}): drawn {item.drawn} of {item.committed} "
+            f"({item.drawn_percent}%), remaining {item.remaining}",
+            highlight=False,
+        )
+        if item.term_elapsed_percent is not None:
+            projected = f"; projected at term end {item.projected_at_term_end}" if item.projected_at_term_end else ""
+            console.print(f"    term elapsed {item.term_elapsed_percent}%{projected} (an estimate)", highlight=False)
+        for code, amount in sorted(item.unconverted.items()):
+            console.print(f"    not counted, no exchange rate: {amount} {code}", highlight=False)
