@@ -199,7 +199,13 @@ def prices_group() -> None:
 
 @prices_group.command("reload")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def prices_reload(as_json: bool) -> None:
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Examine every cost, not only those priced under other files; re-splits proportional shared costs.",
+)
+def prices_reload(as_json: bool, everything: bool) -> None:
     """Validate the price files and re-price costs computed under other prices, terms or rules.
 
     Unpriced usage that now has a price is priced; changed costs are published again with a correction
@@ -210,7 +216,7 @@ def prices_reload(as_json: bool) -> None:
     from services.allocation.settings import AllocationSettings
 
     try:
-        result = asyncio.run(reload_prices(AllocationSettings()))
+        result = asyncio.run(reload_prices(AllocationSettings(), only_stale=not everything))
     except ValueError as error:
         errors.print(f"error: {error}", highlight=False)
         sys.exit(2)

@@ -48,7 +48,7 @@ class ReloadResult:
     sent: bool
 
 
-async def reload_prices(settings: AllocationSettings) -> ReloadResult:
+async def reload_prices(settings: AllocationSettings, *, only_stale: bool = True) -> ReloadResult:
     """Validate the price sources, then re-price every cost computed under other prices, terms or rules."""
     loaded = AllocationSources.from_settings(settings).load()
     database = Database(settings.database_url_for("allocation"))
@@ -63,7 +63,7 @@ async def reload_prices(settings: AllocationSettings) -> ReloadResult:
         except KafkaError as error:
             log.warning("prices.broker_unreachable", error=repr(error)[:200], hint="the allocation relay sends later")
         outbox = Outbox("allocation", database, publisher)
-        result = await sweep(database, outbox, loaded, send=connected)
+        result = await sweep(database, outbox, loaded, only_stale=only_stale, send=connected)
         if result.touched:
             tolerance = Tolerance(settings.reconciliation_tolerance_percent, settings.reconciliation_tolerance_amount)
             async with database.transaction() as connection:
