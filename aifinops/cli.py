@@ -190,7 +190,7 @@ def demo_command(run_dir: Path, as_json: bool) -> None:
 
 @main.group("prices")
 def prices_group() -> None:
-    """The price catalogue: reload it, export it, import LiteLLM's price map into it.
+    """Reload, export and extend the price catalogue.
 
     Reads ALLOCATION_PRICES_FILE, ALLOCATION_ALIASES_FILE, ALLOCATION_TERMS_FILE and ALLOCATION_RULES_FILE
     as the allocation service does.

@@ -1,8 +1,8 @@
 """The work behind the allocation commands of the ``aifinops`` CLI, callable from an API as well.
 
 Like ``aifinops import``, these commands work on the allocation service's database
-directly, so they work while the service is down; events they cannot send stay in
-the allocation outbox for the service's relay.
+directly, so they also work while the service is down. Events they cannot send stay
+in the allocation outbox, and the service's relay sends them later.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Committed spend: how much of each contract's commitment the tenant's usage has drawn down.
 
 Drawdown sums the cost of the contract provider's usage (priced or billed, charge
-category usage) whose attribution instant falls in the contract term, in the
-commitment's currency; costs in another currency are converted at the day's rate
-or listed apart. The projection assumes spend goes on at the average daily rate
+category usage) whose attribution instant falls in the contract term. It is in the
+commitment's currency: costs in another currency are converted at the day's rate,
+or listed apart when no rate exists. The projection assumes spend goes on at the average daily rate
 of the term so far, and is an estimate.
 """
 

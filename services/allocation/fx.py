@@ -5,7 +5,7 @@ The rates file is CSV (``ALLOCATION_FX_RATES_FILE``)::
     date,base,quote,rate,source
     2025-10-01,EUR,USD,1.1734,ECB reference rate
 
-A row says one ``base`` is worth ``rate`` of ``quote`` from ``date`` until the next
+A row means that one ``base`` is worth ``rate`` of ``quote`` from ``date`` until the next
 row of the same pair. Conversion uses the direct pair only: an inverse rate would
 need a division that does not terminate, so a missing pair is reported, not derived.
 """

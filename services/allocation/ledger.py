@@ -2,7 +2,7 @@
 
 Every write happens inside the caller's transaction together with the outbox
 rows of the events it causes, so a cost is published if and only if it is stored.
-A revision replaces the ledger row only if the row still holds the revision it
+A revision replaces the ledger row only if the row still contains the revision it
 was computed from, so two re-pricing runs at once can never publish two different
 costs under one revision number.
 """
@@ -120,7 +120,7 @@ async def store_revision(
     loaded: Loaded,
     reason: str,
 ) -> bool:
-    """Replace a ledger row by the next revision, if nobody replaced it first; return whether it did."""
+    """Replace a ledger row by the next revision unless another run replaced it first; return whether it did."""
     row = ledger_row(built, event, loaded.version, loaded.book.terms_for(event.tenant).time_zone)
     previous = built.cost.revision - 1
     result = await connection.execute(

@@ -3,9 +3,9 @@
 LiteLLM quotes USD per token (``input_cost_per_token: 2.5e-06``). The file is read
 with every number as a Decimal, never a float, and each price becomes a row per
 1,000,000 tokens (2.5e-06 → 2.50), so no binary-float artefact reaches the catalogue.
-LiteLLM gives no dates, so the import takes the date the prices apply from: a
-model whose price changed gets its open row closed on that date and a new row
-from it, so the history stays priced as it was.
+LiteLLM gives no dates, so the import takes the date from which the prices apply.
+A price that changed closes its open row on that date and starts a new row there,
+so usage before that date keeps its old price.
 
 Mapped keys: ``input_cost_per_token``, ``output_cost_per_token``,
 ``cache_read_input_token_cost``, ``cache_creation_input_token_cost`` (5-minute
@@ -141,8 +141,8 @@ def _variant(row: PriceRow) -> tuple[Any, ...]:
 def merge_rows(existing: list[PriceRow], imported: list[PriceRow]) -> tuple[list[PriceRow], MergeSummary]:
     """Merge imported rows into catalogue rows, closing an open row whose price changed at the import date.
 
-    Each model is merged alone and checked; a model whose merged rows fail validation (a batch price
-    dearer than standard, say) keeps its existing rows and is reported as rejected.
+    Each model is merged and validated on its own. A model whose merged rows fail validation, such as
+    a batch price dearer than the standard one, keeps its existing rows and is reported as rejected.
     """
     summary = MergeSummary()
     by_model: dict[tuple[str, str], list[PriceRow]] = defaultdict(list)

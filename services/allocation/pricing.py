@@ -3,7 +3,7 @@
 Prices are searched in order of precedence: the tenant's contract prices, then
 the tenant's own prices, then the catalogue, each at the usage's own time. A
 bucket with no price in any of them makes the whole line unpriced; no broader
-rate stands in. A contract discount applies to list prices only, and the line
+rate is used instead. A contract discount applies to list prices only, and the line
 keeps both the list and the discounted figures.
 
 Decimal arithmetic runs with 50 significant digits, so ``quantity * unit_price / price_per``
@@ -248,9 +248,9 @@ def decide_context_tier(event: UsageRecorded, tiers: list[ContextTier]) -> tuple
     """Decide the long-context tier once for the request(s) of an event, for every bucket alike.
 
     Returns the tier (None for the base tier) or a reason why it cannot be decided. A line for one
-    request is measured directly. A line that groups many requests uses the context window the
-    provider grouped it by; without one, it is certain to be in the base tier only when its total
-    is within the lowest threshold, because then no single request can be above it.
+    request is measured directly. A line that groups many requests uses the context window that the
+    provider grouped it by. Without a window, the line is certainly in the base tier only when its
+    total is within the lowest threshold, because then no single request can be above it.
     """
     if not tiers:
         return None, None
@@ -275,6 +275,6 @@ def decide_context_tier(event: UsageRecorded, tiers: list[ContextTier]) -> tuple
     requests = "an unknown number of" if event.request_count is None else f"{event.request_count:,}"
     return None, (
         f"the line groups {requests} requests with {total:,} {lowest.measure.value} in all, so whether a request "
-        f"was above the {lowest.over:,}-token long-context tier cannot be told; import usage per request or "
+        f"was above the {lowest.over:,}-token long-context tier cannot be determined; import usage per request or "
         "grouped by context window"
     )

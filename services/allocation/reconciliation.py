@@ -1,4 +1,4 @@
-"""Reconciliation: the cost computed from usage against the cost the provider says it charged.
+"""Reconciliation: the cost computed from usage against the cost the provider reports it charged.
 
 Provider statements (OpenAI costs, Anthropic cost report) are stored as they come
 and never added to spend. For each tenant, provider and UTC day, statements that
@@ -320,9 +320,9 @@ async def _neighbouring_day_match(
 ) -> str | None:
     """Explain a variance as one usage line counted on a neighbouring day by one of the two reports.
 
-    A provider charging more than computed may include a neighbouring day's line; charging less, it may
-    have put one of this day's lines on a neighbouring statement. The line must match the variance
-    within both tolerances, measured against the line's own cost.
+    A provider that charged more than computed may have included a neighbouring day's line. One that
+    charged less may have put one of this day's lines on a neighbouring statement. The line must match
+    the variance within both tolerances, measured against the line's own cost.
     """
     start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     days = [start - timedelta(days=1), start + timedelta(days=1)] if variance > 0 else [start]

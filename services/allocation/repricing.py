@@ -4,7 +4,7 @@ The sweep reads every ledger row priced under another version of the price book
 and rules, prices its stored usage event again, and compares. A row whose cost,
 lines and owners come out the same only takes the new version. A row that differs
 gets the next revision, published as a cost event whose correction names the
-amount it replaces and why; the past is never edited silently. Running the sweep
+amount it replaces and why, so the past is never edited silently. Running the sweep
 twice changes nothing the second time.
 
 Contract credits are costs too: each credit in the tenant terms is kept as a cost
@@ -131,6 +131,7 @@ async def _reprice_row(
 ) -> None:
     result.examined += 1
     candidate = await build_with_metrics(connection, event, loaded)
+
     if _same(row, candidate) and row.usage_json == event.model_dump_json():
         await connection.execute(
             update(LEDGER)
@@ -139,6 +140,7 @@ async def _reprice_row(
         )
         result.restamped += 1
         return
+
     reason = correction_reason(row, candidate, loaded.version)
     if row.usage_event_id.startswith(CREDIT_PREFIX) and row.usage_json != event.model_dump_json():
         reason = f"contract terms changed the credit: {reason}"
@@ -155,8 +157,9 @@ async def _reprice_row(
         update={"revision": revision, "correction": correction, "event_id": cost_event_id(row.usage_event_id, revision)}
     )
     built = BuiltCost(cost, candidate.share_lines, candidate.split_pool, candidate.list_cost)
+
     if not await store_revision(connection, outbox, built, event, loaded, reason):
-        return  # another sweep revised this row first; its revision stands
+        return  # another sweep revised this row first, and its revision is kept
     result.corrected += 1
     result.touched.add((row.tenant, row.provider, row.period_start.date().isoformat()))
     log.info(

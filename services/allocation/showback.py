@@ -1,8 +1,8 @@
 """Showback and chargeback: allocated cost by any dimensions and period, in the tenant's time zone.
 
 Each cost counts once, in the period that contains its attribution instant (the
-middle of its usage period) in the tenant's IANA time zone, so a local day is 23
-or 25 hours long around a DST change and disjoint periods always add up to their
+middle of its usage period) in the tenant's IANA time zone. A local day is therefore
+23 or 25 hours long around a DST change, and disjoint periods always add up to their
 union. A split cost contributes each owner's share. Amounts are converted to the
 reporting currency at the rate of the local day; an amount with no rate stays in
 its own currency and is listed as unconverted, never added raw.
@@ -132,9 +132,9 @@ async def build_showback(
                     continue
                 money = Money.model_validate(share["amount"])
                 if currency is not None:
-                    converted = (
-                        fx.convert(money, currency, day) if fx else (money if money.currency == currency else None)
-                    )
+                    converted = money if money.currency == currency else None
+                    if fx is not None:
+                        converted = fx.convert(money, currency, day)
                     if converted is None:
                         result.unconverted[money.currency] = (
                             result.unconverted.get(money.currency, Decimal(0)) + money.amount
