@@ -64,6 +64,9 @@ async def usage_metrics(
     return metrics
 
 
+MetricsCache = dict[tuple[str, str, str | None], dict[tuple[str, str], Decimal]]
+
+
 async def build_with_metrics(
     connection: AsyncConnection,
     event: UsageRecorded,
@@ -71,16 +74,24 @@ async def build_with_metrics(
     *,
     revision: int = 1,
     correction: CostCorrection | None = None,
+    cache: MetricsCache | None = None,
 ) -> BuiltCost:
-    """Build a cost, reading the month's usage metrics from the ledger when its split needs them."""
+    """Build a cost, reading the month's usage metrics from the ledger when its split needs them.
+
+    ``cache`` keeps the metrics of each tenant month for the caller's transaction, so a batch of
+    shared costs reads each month once.
+    """
     pool = split_pool_of(event, loaded.rules)
     if pool is None or not loaded.rules.proportional_metrics(pool):
         return build_cost(event, loaded.book, loaded.rules, revision=revision, correction=correction)
     first = build_cost(event, loaded.book, loaded.rules)
     currency = first.cost.cost.currency if first.cost.cost else None
     zone = loaded.book.terms_for(event.tenant).time_zone
-    metrics = await usage_metrics(connection, loaded.rules, event.tenant, local_month(event, zone), currency)
-    return build_cost(event, loaded.book, loaded.rules, metrics, revision=revision, correction=correction)
+    key = (event.tenant, local_month(event, zone), currency)
+    cache = {} if cache is None else cache
+    if key not in cache:
+        cache[key] = await usage_metrics(connection, loaded.rules, key[0], key[1], currency)
+    return build_cost(event, loaded.book, loaded.rules, cache[key], revision=revision, correction=correction)
 
 
 async def store_new_costs(
@@ -94,8 +105,9 @@ async def store_new_costs(
     direct = [event for event in events if split_pool_of(event, loaded.rules) is None]
     shared = [event for event in events if split_pool_of(event, loaded.rules) is not None]
     fresh: list[BuiltCost] = []
+    cache: MetricsCache = {}
     for group in (direct, shared):
-        built = [await build_with_metrics(connection, event, loaded) for event in group]
+        built = [await build_with_metrics(connection, event, loaded, cache=cache) for event in group]
         rows = [
             ledger_row(item, event, loaded.version, loaded.book.terms_for(event.tenant).time_zone)
             for item, event in zip(built, group, strict=True)

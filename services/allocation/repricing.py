@@ -72,6 +72,7 @@ def credit_events(book: PriceBook) -> dict[str, UsageRecorded]:
                 events[usage_id] = UsageRecorded(
                     event_id=usage_id,
                     occurred_at=credit.applied_on,
+                    produced_at=credit.applied_on,  # fixed, so the same credit always gives the same event
                     source="allocation.contract-terms",
                     tenant=tenant,
                     correlation_id=usage_id,

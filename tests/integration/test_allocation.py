@@ -20,13 +20,15 @@ from sqlalchemy import select
 from aifinops.demo import SAMPLE_FILES, feed_provider_costs
 from aifinops.report import build_report
 from aifinops.stack import Stack
+from services.allocation.commands import reload_prices
 from services.allocation.focus import FOCUS_COLUMNS, focus_csv, focus_rows
 from services.allocation.ledger import LEDGER
+from services.allocation.settings import AllocationSettings
 from services.allocation.shares import quantum_for
 from services.allocation.showback import build_showback
 from services.ingest.batch import import_file
 from shared.db import Database
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +151,26 @@ async def test_focus_export(stack: Stack, tmp_path: Path) -> None:
         if row["ChargeCategory"] in ("Usage", "Purchase") and row["ChargeClass"] == "":
             assert row["PricingQuantity"] != ""
             assert row["ListUnitPrice"] != ""
+
+
+async def test_prices_reload_publishes_corrections(stack: Stack, report: dict[str, Any], tmp_path: Path) -> None:
+    # The contract's gpt-5 discount rises from 10 % to 20 %; `aifinops prices reload` re-prices the two gpt-5 rows.
+    terms = tmp_path / "terms.yaml"
+    terms.write_text((ROOT / "tests" / "fixtures" / "allocation_terms.yaml").read_text().replace('"10"', '"20"'))
+    base = stack.settings()
+    settings = AllocationSettings(
+        KAFKA_BOOTSTRAP_SERVERS=base.kafka_bootstrap_servers,
+        DATABASE_URL=base.database_url,
+        AIFINOPS_DATA_DIR=str(base.data_dir),
+        ALLOCATION_TERMS_FILE=str(terms),
+        ALLOCATION_RULES_FILE=str(EXAMPLES / "config" / "allocation_rules.yaml"),
+    )
+    result = await reload_prices(settings)
+    assert result.sweep.corrected == 2
+    await stack.wait_until_drained()
+
+    after = (await build_report(stack.settings(), TENANT)).as_json()
+    # (0.648614 + 0.16722875) list × 10 % more off = 0.081584275 less: 1.871697875 − 0.081584275 = 1.7901136
+    assert usd(after["spend_by_team"]["document-ai"]) == Decimal("1.7901136")
+    again = await reload_prices(settings)
+    assert again.sweep.examined == 0

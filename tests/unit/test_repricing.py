@@ -206,6 +206,9 @@ async def test_credits_are_lines_of_their_own(setup: Setup) -> None:
     assert credit.cost_amount == Decimal("-5.00")
     # usage keeps its own cost: the credit never nets into it
     assert rows[events[3].event_id].cost_amount == Decimal("0.569788")
+    # the same terms again change nothing, credit included
+    unchanged = await sweep(setup.database, setup.handler.outbox, setup.handler.loaded, only_stale=False)
+    assert unchanged.corrected == 0
 
     setup.terms.write_text(CREDIT_TERMS.format(amount="-7.50"))
     await setup.handler.refresh()
