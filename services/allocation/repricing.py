@@ -163,7 +163,7 @@ async def _reprice_row(
         return  # another sweep revised this row first, and its revision is kept
     result.corrected += 1
     result.touched.add((row.tenant, row.provider, row.period_start.date().isoformat()))
-    log.info(
+    log.debug(
         "allocation.cost_corrected",
         usage_event_id=row.usage_event_id,
         revision=revision,
@@ -216,7 +216,8 @@ async def sweep(
                         continue
                     await _reprice_row(connection, outbox, row, event, loaded, result)
     if send:
-        await outbox.send_pending(min_age=timedelta(0))
+        while await outbox.send_pending(min_age=timedelta(0)) > 0:
+            pass
     log.info("allocation.repriced", version=loaded.version, **result.as_dict())
     return result
 
