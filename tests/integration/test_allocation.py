@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -146,11 +147,60 @@ async def test_focus_export(stack: Stack, tmp_path: Path) -> None:
     credit = next(row for row in parsed if row["x_UsageEventId"] == "credit:allocation-it:openai-enterprise:onboarding")
     assert (credit["ChargeCategory"], credit["BilledCost"], credit["ListCost"]) == ("Credit", "-1", "-1")
     for row in parsed:
-        assert row["BillingCurrency"] == "USD"
-        assert row["ChargePeriodStart"].endswith("Z")
-        if row["ChargeCategory"] in ("Usage", "Purchase") and row["ChargeClass"] == "":
-            assert row["PricingQuantity"] != ""
-            assert row["ListUnitPrice"] != ""
+        check_focus_row(row)
+
+
+NOT_NULL = (
+    "BilledCost",
+    "BillingAccountId",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeDescription",
+    "ChargeFrequency",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ContractedCost",
+    "EffectiveCost",
+    "InvoiceIssuerName",
+    "ListCost",
+    "ProviderName",
+    "PublisherName",
+    "ServiceCategory",
+    "ServiceName",
+)
+
+
+def check_focus_row(row: dict[str, str]) -> None:
+    """Check the FOCUS 1.2 rules the export promises: nullability, allowed values, formats and products."""
+    for column in NOT_NULL:
+        assert row[column] != "", column
+    assert row["ChargeCategory"] in ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
+    assert row["ChargeClass"] in ("", "Correction")
+    assert row["ChargeFrequency"] in ("One-Time", "Recurring", "Usage-Based")
+    for column in ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd"):
+        assert datetime.strptime(row[column], "%Y-%m-%dT%H:%M:%SZ"), column
+    assert row["ChargePeriodStart"] <= row["ChargePeriodEnd"]
+    assert isinstance(json.loads(row["Tags"]), dict)
+    for column in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost"):
+        assert "E" not in row[column] and "," not in row[column], column
+        Decimal(row[column])
+    priced = row["ChargeCategory"] in ("Usage", "Purchase") and row["ChargeClass"] == ""
+    if priced:
+        assert row["PricingQuantity"] != ""
+        assert row["PricingUnit"] != ""
+        assert row["ListUnitPrice"] != ""
+        assert row["ContractedUnitPrice"] != ""
+        assert row["PricingCategory"] in ("Standard", "Dynamic", "Committed", "Other")
+    if row["ChargeCategory"] == "Tax":
+        assert row["PricingQuantity"] == ""
+    if row["ConsumedQuantity"] != "":
+        assert row["ChargeCategory"] == "Usage"
+        assert row["ConsumedUnit"] != ""
+    if row["SkuPriceId"] and priced:
+        list_product = Decimal(row["ListUnitPrice"]) * Decimal(row["PricingQuantity"])
+        assert list_product == Decimal(row["ListCost"])
 
 
 async def test_prices_reload_publishes_corrections(stack: Stack, report: dict[str, Any], tmp_path: Path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from services.allocation.handlers import AllocationHandler
@@ -314,3 +318,79 @@ def test_cost_events_round_trip() -> None:
     cost = allocate(event, PriceCatalogue.load(), AllocationRules.empty())
     again = CostAllocated.model_validate(json.loads(cost.model_dump_json()))
     assert again.lines == cost.lines
+
+
+price_changes = st.lists(
+    st.tuples(
+        st.sampled_from(["gpt-5", "gpt-5-mini", "gpt-4o"]),
+        st.just("output_tokens"),
+        # above every model's batch and flex output price, so the changed catalogue stays valid
+        st.decimals(min_value=Decimal("5.01"), max_value=Decimal("40"), places=2),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    quantities=st.lists(st.integers(min_value=0, max_value=5_000_000), min_size=3, max_size=12),
+    changes=price_changes,
+)
+def test_repricing_twice_changes_nothing_for_any_usage(
+    tmp_path: Path, quantities: list[int], changes: list[tuple[str, str, Decimal]]
+) -> None:
+    async def scenario() -> None:
+        folder = Path(tempfile.mkdtemp(dir=tmp_path))
+        prices = folder / "prices.csv"
+        shutil.copy(default_catalogue_paths()[0], prices)
+        database = Database(f"sqlite+aiosqlite:///{folder / 'allocation.db'}")
+        await database.create_tables(TABLES)
+        publisher = RecordingPublisher()
+        handler = AllocationHandler(
+            database,
+            Outbox("allocation", database, publisher),
+            AllocationSources(prices_file=prices),  # type: ignore[arg-type]
+        )
+        try:
+            at = datetime(2025, 10, 6, tzinfo=UTC)
+            events = [
+                UsageRecorded(
+                    event_id=f"u{index}",
+                    occurred_at=at,
+                    source="test",
+                    tenant="acme",
+                    correlation_id="c",
+                    provider="openai",
+                    model=("gpt-5", "gpt-5-mini", "gpt-4o")[index % 3],
+                    period_start=at,
+                    period_end=at,
+                    quantities={
+                        UsageBucket.INPUT_UNCACHED_TOKENS: Decimal(count),
+                        UsageBucket.OUTPUT_TOKENS: Decimal(count // 7),
+                    },
+                    evidence=Evidence(format="test"),
+                )
+                for index, count in enumerate(quantities)
+            ]
+            await handler.handle(incoming(events))
+            rows = prices.read_text().splitlines()
+            for model, bucket, price in changes:
+                prefix = f"openai,{model},{bucket},standard,"
+                rows = [
+                    f"{prefix}{price},{line[len(prefix) :].split(',', 1)[1]}" if line.startswith(prefix) else line
+                    for line in rows
+                ]
+            prices.write_text("\n".join(rows) + "\n")
+            first = await handler.refresh()
+            assert first is not None
+            sent = len(publisher.sent)
+            second = await sweep(database, handler.outbox, handler.loaded, only_stale=False)
+            assert second.corrected == 0
+            assert len(publisher.sent) == sent
+            for row in (await ledger(database)).values():
+                assert row.cost_amount >= 0
+        finally:
+            await database.dispose()
+
+    asyncio.run(scenario())
