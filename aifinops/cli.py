@@ -316,7 +316,10 @@ def showback_command(
     end: datetime.datetime | None,
     as_csv: bool,
 ) -> None:
-    """Allocated cost by any dimensions and day or month, in the tenant's time zone (showback and chargeback)."""
+    """Print allocated cost by any dimensions and day or month, in the tenant's time zone.
+
+    Credits and refunds are included as negative amounts. Use --csv for a chargeback file.
+    """
     import csv as csv_module
 
     from services.allocation.commands import showback

@@ -354,3 +354,34 @@ class TestRegionRows:
                 "x,m,output_tokens,standard,10,1000000,USD,2025-01-01,,s,,,\n"
                 "x,m,input_uncached_tokens,standard,2,1000000,EUR,2025-01-01,,s,,,\n",
             )
+
+
+class TestOtherBuckets:
+    """Per-request, per-image, per-audio-second and per-seat-month prices come from rows of their own."""
+
+    def test_each_unit_is_priced_per_its_row(self, tmp_path: Path) -> None:
+        catalogue = catalogue_from(
+            tmp_path,
+            "x,m,requests,standard,5.00,1000,USD,2025-01-01,,s,,,\n"
+            "x,m,images,standard,0.04,1,USD,2025-01-01,,s,,,\n"
+            "x,m,audio_seconds,standard,0.36,60,USD,2025-01-01,,s,,,\n"
+            "x,m,seat_months,standard,39.00,1,USD,2025-01-01,,s,,,\n",
+        )
+        event = usage(
+            "m",
+            {B.REQUESTS: 250, B.IMAGES: 3, B.AUDIO_SECONDS: "90.5", B.SEATS: 2},
+            provider="x",
+        )
+        priced = price_usage(event, catalogue)
+        # 250 × 5.00 / 1,000 = 1.25; 3 × 0.04 = 0.12; 90.5 s × 0.36 / 60 = 0.543; 2 × 39.00 = 78
+        assert amounts(priced) == {
+            B.REQUESTS: Decimal("1.25"),
+            B.IMAGES: Decimal("0.12"),
+            B.AUDIO_SECONDS: Decimal("0.543"),
+            B.SEATS: Decimal("78"),
+        }
+        assert priced.cost.amount == Decimal("79.913")  # type: ignore[union-attr]
+
+    def test_unknown_bucket_names_the_allowed_ones(self, tmp_path: Path) -> None:
+        with pytest.raises(CatalogueError, match="line 2: bucket: unknown bucket 'tokens'; allowed: input_uncached"):
+            catalogue_from(tmp_path, "x,m,tokens,standard,1,1,USD,2025-01-01,,s,,,\n")
