@@ -15,7 +15,7 @@ from services.allocation.costing import BuiltCost, build_cost
 from services.allocation.ledger import outgoing, store_new_costs
 from services.allocation.pricing import PriceBook
 from services.allocation.reconciliation import Tolerance, reconcile, store_statements, utc_day
-from services.allocation.repricing import SweepResult, sweep
+from services.allocation.repricing import SweepResult, proportional_pools, resplit_months, sweep
 from services.allocation.rules import AllocationRules
 from services.allocation.sources import AllocationSources, Loaded
 from shared.catalogue import PriceCatalogue
@@ -77,11 +77,28 @@ class AllocationHandler:
         events = [item.event for item in batch]
         async with self.database.transaction() as connection:
             fresh = await store_new_costs(connection, self.outbox, events, self.loaded)
+            resplit = await resplit_months(connection, self.outbox, self.loaded, self._owner_months(fresh))
             touched = {(item.cost.tenant, item.cost.provider, utc_day(item.cost.period_start)) for item in fresh}
+            touched |= resplit.touched
             variances = await reconcile(connection, touched, self.loaded.book, self.tolerance)
             await self.outbox.add(connection, variances)
         _log_unpriced(fresh)
-        await self.outbox.send_now([*(outgoing(item) for item in fresh), *variances])
+        if resplit.corrected:
+            log.info("allocation.shared_costs_resplit", corrected=resplit.corrected)
+        await self.outbox.send_now([*(outgoing(item) for item in fresh), *resplit.outgoing, *variances])
+
+    def _owner_months(self, fresh: list[BuiltCost]) -> set[tuple[str, str]]:
+        """Return the tenant months whose proportional splits the new costs can change."""
+        if not proportional_pools(self.loaded):
+            return set()
+        months: set[tuple[str, str]] = set()
+        for item in fresh:
+            cost = item.cost
+            if item.split_pool is None and self.loaded.rules.owner_name(cost.allocation) is not None:
+                zone = self.loaded.book.terms_for(cost.tenant).time_zone
+                middle = cost.period_start + (cost.period_end - cost.period_start) / 2
+                months.add((cost.tenant, middle.astimezone(zone).strftime("%Y-%m")))
+        return months
 
     async def handle_statements(self, batch: Sequence[Incoming[ProviderCostReported]]) -> None:
         await self.refresh()

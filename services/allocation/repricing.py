@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.allocation.costing import BuiltCost, cost_event_id, lines_json, shares_json, split_pool_of
-from services.allocation.ledger import LEDGER, build_with_metrics, store_new_costs, store_revision
+from services.allocation.ledger import LEDGER, build_with_metrics, outgoing, store_new_costs, store_revision
 from services.allocation.pricing import PriceBook
 from services.allocation.sources import Loaded
 from shared.db import Database
@@ -37,6 +37,7 @@ from shared.events import (
     PricingBasis,
     UsageRecorded,
 )
+from shared.kafka import OutgoingEvent
 from shared.logging import get_logger
 from shared.outbox import Outbox
 
@@ -52,6 +53,7 @@ class SweepResult:
     restamped: int = 0
     credits_added: int = 0
     touched: set[tuple[str, str, str]] = field(default_factory=set)  # (tenant, provider, UTC day) for reconciliation
+    outgoing: list[OutgoingEvent] = field(default_factory=list)  # the corrections queued in the outbox
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -161,6 +163,7 @@ async def _reprice_row(
 
     if not await store_revision(connection, outbox, built, event, loaded, reason):
         return  # another sweep revised this row first, and its revision is kept
+    result.outgoing.append(outgoing(built))
     result.corrected += 1
     result.touched.add((row.tenant, row.provider, row.period_start.date().isoformat()))
     log.debug(
@@ -249,3 +252,33 @@ def _withdrawn(event: UsageRecorded) -> UsageRecorded:
             "description": f"{event.description or 'credit'} (withdrawn from the contract terms)",
         }
     )
+
+
+def proportional_pools(loaded: Loaded) -> list[str]:
+    return [pool for pool in loaded.rules.pools if loaded.rules.proportional_metrics(pool)]
+
+
+async def resplit_months(
+    connection: AsyncConnection, outbox: Outbox, loaded: Loaded, months: set[tuple[str, str]]
+) -> SweepResult:
+    """Split shared costs again whose proportional weights changed because new usage arrived in their month.
+
+    ``months`` are (tenant, local month) pairs that received usage of a declared owner. Each shared cost
+    there is re-split with the month's current usage; only costs whose shares change get a revision.
+    """
+    result = SweepResult()
+    pools = proportional_pools(loaded)
+    for tenant, month in sorted(months):
+        rows = (
+            await connection.execute(
+                select(LEDGER).where(
+                    LEDGER.c.tenant == tenant, LEDGER.c.local_month == month, LEDGER.c.split_pool.in_(pools)
+                )
+            )
+        ).all()
+        for row in rows:
+            if row.usage_json:
+                await _reprice_row(
+                    connection, outbox, row, UsageRecorded.model_validate_json(row.usage_json), loaded, result
+                )
+    return result

@@ -35,6 +35,7 @@ from shared.events import (
     Money,
     ProviderCostReported,
     UsageBucket,
+    UsageDimensions,
     UsageRecorded,
     parse_event,
 )
@@ -394,3 +395,72 @@ def test_repricing_twice_changes_nothing_for_any_usage(
             await database.dispose()
 
     asyncio.run(scenario())
+
+
+GATEWAY_RULES = """
+owners:
+  search: {team: search, cost_centre: CC-1}
+  chat: {team: chat, cost_centre: CC-2}
+pools:
+  gateway: {method: proportional, metric: tokens, targets: [search, chat]}
+rules:
+  - {id: gateway-costs, match: {resource_id: gw-1}, split: gateway}
+  - {id: search-key, match: {api_key_id: key-search}, allocate: {team: search, cost_centre: CC-1}}
+  - {id: chat-key, match: {api_key_id: key-chat}, allocate: {team: chat, cost_centre: CC-2}}
+"""
+
+
+def gateway_usage(event_id: str, output_tokens: int, **dimensions: str) -> UsageRecorded:
+    at = datetime(2025, 10, 6, tzinfo=UTC)
+    return UsageRecorded(
+        event_id=event_id,
+        occurred_at=at,
+        source="test",
+        tenant="acme",
+        correlation_id="c",
+        provider="openai",
+        model="gpt-5",
+        period_start=at,
+        period_end=at,
+        dimensions=UsageDimensions(**dimensions),
+        quantities={UsageBucket.OUTPUT_TOKENS: Decimal(output_tokens)},
+        evidence=Evidence(format="test"),
+    )
+
+
+async def test_late_usage_resplits_shared_cost(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(GATEWAY_RULES)
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'allocation.db'}")
+    await database.create_tables(TABLES)
+    publisher = RecordingPublisher()
+    handler = AllocationHandler(
+        database,
+        Outbox("allocation", database, publisher),
+        AllocationSources(rules_file=rules),  # type: ignore[arg-type]
+    )
+    try:
+        # the gateway's cost arrives first: 100,000 gpt-5 output tokens × 10.00 / 1e6 = 1.00 USD, no usage yet
+        await handler.handle(incoming([gateway_usage("gw", 100_000, resource_id="gw-1")]))
+        first = (await ledger(database))["gw"]
+        assert [share["amount"]["amount"] for share in json.loads(first.shares_json)] == ["0.5", "0.5"]
+
+        # search uses 3,000 tokens and chat 1,000 in the same month: the cost splits 0.75 / 0.25
+        await handler.handle(
+            incoming(
+                [gateway_usage("s1", 3_000, api_key_id="key-search"), gateway_usage("c1", 1_000, api_key_id="key-chat")]
+            )
+        )
+        second = (await ledger(database))["gw"]
+        assert second.revision == 2
+        assert [share["amount"]["amount"] for share in json.loads(second.shares_json)] == ["0.75", "0.25"]
+        revised = [
+            cost for cost in publisher.events("cost.allocated") if cost.usage_event_id == "gw" and cost.revision == 2
+        ]
+        assert "owners now search 0.75" in revised[0].correction.reason
+
+        # usage of nobody's declared owner leaves the split alone
+        await handler.handle(incoming([gateway_usage("x1", 5_000, api_key_id="key-other")]))
+        assert (await ledger(database))["gw"].revision == 2
+    finally:
+        await database.dispose()
