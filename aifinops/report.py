@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
@@ -192,7 +193,9 @@ async def _read_reconciliation(database: Database, tenant: str, report: Report) 
         async with database.engine.connect() as connection:
             rows = (
                 await connection.execute(
-                    select(table).where(table.c.tenant == tenant).order_by(table.c.provider, table.c.day, table.c.model)
+                    select(table)
+                    .where(table.c.tenant == tenant)
+                    .order_by(table.c.provider, table.c.day, table.c.scope, table.c.model)
                 )
             ).all()
     finally:
@@ -201,6 +204,7 @@ async def _read_reconciliation(database: Database, tenant: str, report: Report) 
         {
             "provider": row.provider,
             "day": row.day,
+            "scope": row.scope or None,
             "model": row.model or None,
             "currency": row.currency,
             "computed": str(row.computed_amount),
@@ -413,19 +417,23 @@ def render_reconciliation(report: Report, console: Console) -> None:
     if not report.reconciliation:
         console.print("[bold]Reconciliation[/]: no provider cost statements yet")
         return
-    table = Table(title="Reconciliation: computed cost against the provider's own statement", title_justify="left")
-    for column in ("provider", "day", "model", "currency", "computed", "reported", "variance", "%"):
-        numeric = column in ("computed", "reported", "variance", "%")
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
+    table = Table(
+        title="Reconciliation: computed cost against the provider's own statement",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+    )
+    table.add_column("day", no_wrap=True, min_width=10)
+    table.add_column("provider and model")
+    for column in ("computed", "reported", "variance", "%"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in report.reconciliation:
-        variance = _shown(row["variance"])
+        variance = f"{_shown(row['variance'])} {row['currency']}"
         table.add_row(
-            row["provider"],
             row["day"],
-            row["model"] or "(all)",
-            row["currency"],
-            _shown(row["computed"]),
-            _shown(row["reported"]),
+            f"{row['provider']} {_scope_and_model(row)}",
+            f"{_shown(row['computed'])} {row['currency']}",
+            f"{_shown(row['reported'])} {row['currency']}",
             variance if row["within_tolerance"] else f"[bold yellow]{variance}[/]",
             row["variance_percent"] or "-",
         )
@@ -433,6 +441,10 @@ def render_reconciliation(report: Report, console: Console) -> None:
     flagged = [row for row in report.reconciliation if not row["within_tolerance"]]
     console.print(f"Beyond tolerance: {len(flagged)} of {len(report.reconciliation)} comparisons")
     for row in flagged:
-        console.print(
-            f"- {row['provider']} {row['day']} {row['model'] or '(all)'}: {row['likely_cause']}", highlight=False
-        )
+        where = f"{row['provider']} {row['day']} {_scope_and_model(row)}"
+        console.print(f"- {where}: {row['likely_cause']}", highlight=False)
+
+
+def _scope_and_model(row: dict[str, Any]) -> str:
+    model = row["model"] or "all models"
+    return f"{row['scope']} {model}" if row.get("scope") else model

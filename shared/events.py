@@ -450,6 +450,10 @@ class CostVarianceDetected(EventEnvelope):
     tolerance_percent: Decimal
     likely_cause: NonEmptyStr
     evidence_event_ids: tuple[str, ...] = ()
+    dimensions: UsageDimensions = Field(
+        default_factory=UsageDimensions,
+        description="Attribution keys the comparison is limited to, such as a project; empty for the whole tenant.",
+    )
 
 
 class Severity(StrEnum):

@@ -3,7 +3,9 @@
 Provider statements (OpenAI costs, Anthropic cost report) are stored as they come
 and never added to spend. For each tenant, provider and UTC day, statements that
 name a model are compared with the computed cost of that model, and statements
-without a model with the computed cost of the whole day. A difference beyond both
+without a model with the computed cost of the whole day. A statement for one
+project, workspace, API key or account (its scope) is compared with the usage of
+that scope only. A difference beyond both
 tolerances (an amount and a percentage) publishes a ``cost.variance_detected``
 event with the likely cause, worked out by testing explanations in turn:
 different currencies, no usage imported, unpriced usage, usage dated on a
@@ -15,6 +17,7 @@ computed costs of that day change; an unchanged result publishes nothing new.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from shared.events import (
     Money,
     ProviderCostReported,
     ServiceTier,
+    UsageDimensions,
     UsageRecorded,
     utc_now,
 )
@@ -45,6 +49,26 @@ STATEMENTS = ProviderCostStatement.__table__  # type: ignore[attr-defined]
 RECONCILIATION = Reconciliation.__table__  # type: ignore[attr-defined]
 WHOLE_DAY = ""
 DayKey = tuple[str, str, str]  # tenant, provider, UTC day
+SCOPE_KEYS = ("account_id", "api_key_id", "project_id", "workspace_id")
+
+
+def scope_of(dimensions: UsageDimensions) -> str:
+    """Return the attribution keys a statement is limited to, as 'key=value' pairs joined by '&'."""
+    values = dimensions.model_dump()
+    return "&".join(f"{key}={values[key]}" for key in SCOPE_KEYS if values.get(key))
+
+
+def _in_scope(dimensions_json: str, scope: str) -> bool:
+    if not scope:
+        return True
+    values = json.loads(dimensions_json)
+    return all(values.get(key) == value for key, _, value in (part.partition("=") for part in scope.split("&")))
+
+
+def _scope_dimensions(scope: str) -> UsageDimensions:
+    if not scope:
+        return UsageDimensions()
+    return UsageDimensions(**{key: value for key, _, value in (part.partition("=") for part in scope.split("&"))})
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,7 @@ def statement_row(statement: ProviderCostReported, book: PriceBook) -> dict[str,
         "model": statement.model,
         "priced_model": priced_model or statement.model,
         "line_item": statement.line_item,
+        "scope": scope_of(statement.dimensions),
         "amount": statement.amount.amount,
         "currency": statement.amount.currency,
         "period_start": statement.period_start,
@@ -101,7 +126,7 @@ class _Computed:
     rows: list[Any]
 
 
-async def _computed(connection: AsyncConnection, tenant: str, provider: str, day: str) -> _Computed:
+async def _computed(connection: AsyncConnection, tenant: str, provider: str, day: str, scope: str) -> _Computed:
     start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     rows = (
         await connection.execute(
@@ -114,6 +139,7 @@ async def _computed(connection: AsyncConnection, tenant: str, provider: str, day
                 LEDGER.c.cost_currency,
                 LEDGER.c.usage_json,
                 LEDGER.c.charge_category,
+                LEDGER.c.dimensions_json,
             ).where(
                 LEDGER.c.tenant == tenant,
                 LEDGER.c.provider == provider,
@@ -122,18 +148,17 @@ async def _computed(connection: AsyncConnection, tenant: str, provider: str, day
             )
         )
     ).all()
+    rows = [row for row in rows if row.charge_category == "usage" and _in_scope(row.dimensions_json, scope)]
     amounts: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     unpriced: dict[str, int] = defaultdict(int)
     for row in rows:
-        if row.charge_category != "usage":
-            continue
         model = row.priced_model or row.model or "(not reported)"
         for key in (model, WHOLE_DAY):
             if row.status == CostStatus.UNPRICED.value:
                 unpriced[key] += 1
             elif row.cost_amount is not None:
                 amounts[key][row.cost_currency] += row.cost_amount
-    return _Computed(amounts, unpriced, [row for row in rows if row.charge_category == "usage"])
+    return _Computed(amounts, unpriced, rows)
 
 
 async def reconcile(
@@ -151,22 +176,24 @@ async def reconcile(
         ).all()
         if not statements:
             continue
-        reported: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-        evidence: dict[tuple[str, str], list[str]] = defaultdict(list)
+        reported: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+        evidence: dict[tuple[str, str, str], list[str]] = defaultdict(list)
         for statement in statements:
-            key = (statement.priced_model or WHOLE_DAY, statement.currency)
+            key = (statement.scope, statement.priced_model or WHOLE_DAY, statement.currency)
             reported[key] += statement.amount
             evidence[key].append(statement.event_id)
-        computed = await _computed(connection, tenant, provider, day)
-        for (model, currency), reported_amount in sorted(reported.items()):
+        computed_by_scope = {
+            scope: await _computed(connection, tenant, provider, day, scope) for scope, _, _ in reported
+        }
+        for (scope, model, currency), reported_amount in sorted(reported.items()):
             event = await _compare(
                 connection,
                 book,
                 tolerance,
-                (tenant, provider, day, model),
+                (tenant, provider, day, scope, model),
                 Money(amount=reported_amount, currency=currency),
-                computed,
-                evidence[(model, currency)],
+                computed_by_scope[scope],
+                evidence[(scope, model, currency)],
             )
             if event is not None:
                 events.append(event)
@@ -177,12 +204,12 @@ async def _compare(
     connection: AsyncConnection,
     book: PriceBook,
     tolerance: Tolerance,
-    key: tuple[str, str, str, str],
+    key: tuple[str, str, str, str, str],
     reported: Money,
     computed: _Computed,
     evidence_ids: list[str],
 ) -> OutgoingEvent | None:
-    tenant, provider, day, model = key
+    tenant, provider, day, scope, model = key
     by_currency = computed.amounts.get(model, {})
     computed_amount = by_currency.get(reported.currency, Decimal(0))
     variance = reported.amount - computed_amount
@@ -203,6 +230,7 @@ async def _compare(
                 RECONCILIATION.c.tenant == tenant,
                 RECONCILIATION.c.provider == provider,
                 RECONCILIATION.c.day == day,
+                RECONCILIATION.c.scope == scope,
                 RECONCILIATION.c.model == model,
             )
         )
@@ -212,7 +240,7 @@ async def _compare(
         upsert(
             connection,
             RECONCILIATION,
-            ["tenant", "provider", "day", "model"],
+            ["tenant", "provider", "day", "scope", "model"],
             [
                 "currency",
                 "computed_amount",
@@ -230,6 +258,7 @@ async def _compare(
             "tenant": tenant,
             "provider": provider,
             "day": day,
+            "scope": scope,
             "model": model,
             "currency": reported.currency,
             "computed_amount": computed_amount,
@@ -261,6 +290,7 @@ async def _compare(
         tolerance_percent=tolerance.percent,
         likely_cause=cause,
         evidence_event_ids=tuple(evidence_ids[:200]),
+        dimensions=_scope_dimensions(scope),
     )
     return OutgoingEvent.of(Topic.COST_VARIANCE_DETECTED, detected, key=f"provider:{provider}")
 
@@ -269,12 +299,12 @@ async def _likely_cause(
     connection: AsyncConnection,
     book: PriceBook,
     tolerance: Tolerance,
-    key: tuple[str, str, str, str],
+    key: tuple[str, str, str, str, str],
     reported: Money,
     computed: _Computed,
     variance: Decimal,
 ) -> str:
-    tenant, provider, day, model = key
+    tenant, provider, day, scope, model = key
     by_currency = computed.amounts.get(model, {})
     other = sorted(currency for currency in by_currency if currency != reported.currency)
     if other and reported.currency not in by_currency:
@@ -292,7 +322,7 @@ async def _likely_cause(
             f"{computed.unpriced[model]} usage lines of this day are unpriced, so their cost is missing from the "
             "computed figure; add their models or aliases to the price catalogue and run `aifinops prices reload`"
         )
-    shifted = await _neighbouring_day_match(connection, tenant, provider, day, model, variance, tolerance)
+    shifted = await _neighbouring_day_match(connection, (tenant, provider, day, scope, model), variance, tolerance)
     if shifted is not None:
         return shifted
     tier = _tier_match(book, computed, model, reported, tolerance)
@@ -310,13 +340,7 @@ async def _likely_cause(
 
 
 async def _neighbouring_day_match(
-    connection: AsyncConnection,
-    tenant: str,
-    provider: str,
-    day: str,
-    model: str,
-    variance: Decimal,
-    tolerance: Tolerance,
+    connection: AsyncConnection, key: tuple[str, str, str, str, str], variance: Decimal, tolerance: Tolerance
 ) -> str | None:
     """Explain a variance as one usage line counted on a neighbouring day by one of the two reports.
 
@@ -324,12 +348,19 @@ async def _neighbouring_day_match(
     charged less may have put one of this day's lines on a neighbouring statement. The line must match
     the variance within both tolerances, measured against the line's own cost.
     """
+    tenant, provider, day, scope, model = key
     start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     days = [start - timedelta(days=1), start + timedelta(days=1)] if variance > 0 else [start]
     for first in days:
         rows = (
             await connection.execute(
-                select(LEDGER.c.model, LEDGER.c.priced_model, LEDGER.c.cost_amount, LEDGER.c.cost_currency).where(
+                select(
+                    LEDGER.c.model,
+                    LEDGER.c.priced_model,
+                    LEDGER.c.cost_amount,
+                    LEDGER.c.cost_currency,
+                    LEDGER.c.dimensions_json,
+                ).where(
                     LEDGER.c.tenant == tenant,
                     LEDGER.c.provider == provider,
                     LEDGER.c.status == CostStatus.PRICED.value,
@@ -340,6 +371,8 @@ async def _neighbouring_day_match(
         ).all()
         for row in rows:
             if model not in (WHOLE_DAY, row.priced_model) or not row.cost_amount:
+                continue
+            if not _in_scope(row.dimensions_json, scope):
                 continue
             gap = abs(abs(variance) - row.cost_amount)
             if gap <= tolerance.amount and gap * 100 <= tolerance.percent * row.cost_amount:

@@ -96,6 +96,7 @@ class ProviderCostStatement(SQLModel, table=True):
     model: str | None = Field(default=None, max_length=512, description="Model as the provider reported it.")
     priced_model: str | None = Field(default=None, max_length=512, description="Catalogue id after aliases.")
     line_item: str | None = Field(default=None, sa_column=Column(Text))
+    scope: str = Field(default="", max_length=1024, description="Attribution keys the statement is for, or ''.")
     amount: Decimal = Field(sa_column=Column(ExactDecimal, nullable=False))
     currency: str = Field(max_length=3)
     period_start: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
@@ -104,13 +105,14 @@ class ProviderCostStatement(SQLModel, table=True):
 
 
 class Reconciliation(SQLModel, table=True):
-    """Computed against reported cost for one tenant, provider, UTC day and model ('' for the whole day)."""
+    """Computed against reported cost for one tenant, provider, UTC day, scope and model ('' for all)."""
 
     __tablename__ = "allocation_reconciliation"
 
     tenant: str = Field(primary_key=True, max_length=512)
     provider: str = Field(primary_key=True, max_length=128)
     day: str = Field(primary_key=True, max_length=10)
+    scope: str = Field(primary_key=True, max_length=1024, description="Attribution keys, such as 'project_id=p1'.")
     model: str = Field(primary_key=True, max_length=512)
     currency: str = Field(max_length=3)
     computed_amount: Decimal = Field(sa_column=Column(ExactDecimal, nullable=False))

@@ -228,10 +228,11 @@ async def test_credits_are_lines_of_their_own(setup: Setup) -> None:
     assert (credit.revision, credit.cost_amount) == (3, Decimal("0"))
 
 
-def statement(day: str, amount: str, model: str | None = None) -> ProviderCostReported:
+def statement(day: str, amount: str, model: str | None = None, project: str | None = None) -> ProviderCostReported:
     start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     return ProviderCostReported(
-        event_id=f"statement-{day}-{model}",
+        event_id=f"statement-{day}-{model}-{project}",
+        dimensions=UsageDimensions(project_id=project),
         occurred_at=start,
         source="test",
         tenant="acme",
@@ -464,3 +465,25 @@ async def test_late_usage_resplits_shared_cost(tmp_path: Path) -> None:
         assert (await ledger(database))["gw"].revision == 2
     finally:
         await database.dispose()
+
+
+async def test_project_statement_compares_that_project(setup: Setup) -> None:
+    # 2025-10-07: the dashboard's gpt-5-mini usage (0.569788) is project proj_4BhN…; another project's
+    # statement for that day finds no usage of its own, and the right project's statement matches.
+    await setup.handler.handle(incoming(dashboard_events()))
+    await setup.handler.handle_statements(
+        incoming(
+            [
+                statement("2025-10-07", "0.569788", project="proj_4BhNtYH0z7dWbBtzhibxa65W"),
+                statement("2025-10-07", "0.20", project="proj_other"),
+            ]
+        )
+    )
+    async with setup.database.engine.connect() as connection:
+        rows = {row.scope: row for row in (await connection.execute(select(RECONCILIATION))).all()}
+    assert rows["project_id=proj_4BhNtYH0z7dWbBtzhibxa65W"].within_tolerance
+    other = rows["project_id=proj_other"]
+    assert other.computed_amount == 0
+    assert "no usage was imported for this day" in other.likely_cause
+    [variance] = setup.publisher.events("cost.variance_detected")
+    assert variance.dimensions.project_id == "proj_other"
