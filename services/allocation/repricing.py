@@ -15,6 +15,7 @@ terms is corrected the same way.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -44,6 +45,12 @@ from shared.outbox import Outbox
 log = get_logger(__name__)
 
 CREDIT_PREFIX = "credit:"
+CREDIT_NAMESPACE = uuid.UUID("5d0c3f5e-2b7a-5c55-9a51-6f0c2e8d4b17")
+
+
+def credit_usage_id(tenant: str, contract_id: str, credit_id: str) -> str:
+    """Return the stable usage id of a contract credit; short enough for every consumer's key columns."""
+    return f"{CREDIT_PREFIX}{uuid.uuid5(CREDIT_NAMESPACE, f'{tenant}|{contract_id}|{credit_id}')}"
 
 
 @dataclass
@@ -70,7 +77,7 @@ def credit_events(book: PriceBook) -> dict[str, UsageRecorded]:
     for tenant, terms in book.terms.items():
         for contract in terms.contracts:
             for credit in contract.credits:
-                usage_id = f"{CREDIT_PREFIX}{tenant}:{contract.contract_id}:{credit.credit_id}"
+                usage_id = credit_usage_id(tenant, contract.contract_id, credit.credit_id)
                 events[usage_id] = UsageRecorded(
                     event_id=usage_id,
                     occurred_at=credit.applied_on,
@@ -84,7 +91,7 @@ def credit_events(book: PriceBook) -> dict[str, UsageRecorded]:
                     charge_category=ChargeCategory.CREDIT,
                     pricing_basis=PricingBasis.PROVIDER_BILLED,
                     provider_cost=credit.amount,
-                    description=credit.description,
+                    description=f"{credit.description} (contract {contract.contract_id}, credit {credit.credit_id})",
                     evidence=Evidence(format="contract-terms", file_name=None),
                 )
     return events

@@ -24,6 +24,7 @@ from aifinops.stack import Stack
 from services.allocation.commands import reload_prices
 from services.allocation.focus import FOCUS_COLUMNS, focus_csv, focus_rows
 from services.allocation.ledger import LEDGER
+from services.allocation.repricing import credit_usage_id
 from services.allocation.settings import AllocationSettings
 from services.allocation.shares import quantum_for
 from services.allocation.showback import build_showback
@@ -144,7 +145,9 @@ async def test_focus_export(stack: Stack, tmp_path: Path) -> None:
     assert (output["ContractedUnitPrice"], output["ContractedCost"], output["BilledCost"]) == ("9", "0.54", "0.54")
     assert output["ChargeCategory"] == "Usage"
     assert output["ChargeClass"] == ""
-    credit = next(row for row in parsed if row["x_UsageEventId"] == "credit:allocation-it:openai-enterprise:onboarding")
+    credit = next(
+        row for row in parsed if row["x_UsageEventId"] == credit_usage_id(TENANT, "openai-enterprise", "onboarding")
+    )
     assert (credit["ChargeCategory"], credit["BilledCost"], credit["ListCost"]) == ("Credit", "-1", "-1")
     for row in parsed:
         check_focus_row(row)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from services.allocation.handlers import AllocationHandler
 from services.allocation.ledger import LEDGER, REVISIONS
 from services.allocation.reconciliation import RECONCILIATION
-from services.allocation.repricing import sweep
+from services.allocation.repricing import credit_usage_id, sweep
 from services.allocation.sources import AllocationSources
 from services.allocation.tables import TABLES
 from shared.catalogue import default_catalogue_paths
@@ -187,6 +187,7 @@ async def test_invalid_price_file_keeps_last_version(setup: Setup) -> None:
     assert setup.handler.loaded.version == version
 
 
+CREDIT_ID = credit_usage_id("acme", "openai-2025", "onboarding")
 CREDIT_TERMS = """tenants:
   acme:
     contracts:
@@ -206,7 +207,7 @@ async def test_credits_are_lines_of_their_own(setup: Setup) -> None:
     assert result is not None and result.credits_added == 1
 
     rows = await ledger(setup.database)
-    credit = rows["credit:acme:openai-2025:onboarding"]
+    credit = rows[CREDIT_ID]
     assert credit.charge_category == ChargeCategory.CREDIT.value
     assert credit.cost_amount == Decimal("-5.00")
     # usage keeps its own cost: the credit never nets into it
@@ -217,14 +218,14 @@ async def test_credits_are_lines_of_their_own(setup: Setup) -> None:
 
     setup.terms.write_text(CREDIT_TERMS.format(amount="-7.50"))
     await setup.handler.refresh()
-    credit = (await ledger(setup.database))["credit:acme:openai-2025:onboarding"]
+    credit = (await ledger(setup.database))[CREDIT_ID]
     assert (credit.revision, credit.cost_amount) == (2, Decimal("-7.50"))
     published = [cost for cost in setup.publisher.events("cost.allocated") if cost.usage_event_id.startswith("credit:")]
     assert "contract terms changed the credit" in published[-1].correction.reason
 
     setup.terms.write_text("tenants: {}\n")
     await setup.handler.refresh()
-    credit = (await ledger(setup.database))["credit:acme:openai-2025:onboarding"]
+    credit = (await ledger(setup.database))[CREDIT_ID]
     assert (credit.revision, credit.cost_amount) == (3, Decimal("0"))
 
 
