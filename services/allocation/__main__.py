@@ -30,11 +30,8 @@ async def main() -> None:
     runtime.subscribe(Topic.USAGE_RECORDED, UsageRecorded, handler.handle)
     runtime.subscribe(Topic.PROVIDER_COST_REPORTED, ProviderCostReported, handler.handle_statements)
 
-    async def reprice_on_start() -> None:
-        # Costs stored under other prices or rules than the ones now in force are corrected at start.
-        await handler.reprice()
-
-    await runtime.run(TABLES, on_started=reprice_on_start)
+    # Costs stored under other prices, terms or rules than the ones now in force are corrected at start.
+    await runtime.run(TABLES, on_started=handler.start)
 
 
 if __name__ == "__main__":

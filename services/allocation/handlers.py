@@ -49,21 +49,37 @@ class AllocationHandler:
         self._stamp = sources.stamp()
         self.loaded: Loaded = sources.load()
         self._sweep_lock = asyncio.Lock()
+        self._sweep_pending = False
+
+    async def start(self) -> None:
+        """Re-price what was stored under other files; a failure leaves the sweep to the next batch."""
+        try:
+            await self.reprice()
+        except Exception as error:  # the service must start even when the database is briefly unavailable
+            log.error("allocation.start_reprice_failed", error=repr(error)[:300], retry="before the next batch")
+            self._sweep_pending = True
 
     async def refresh(self) -> SweepResult | None:
-        """Reload the source files if they changed, then re-price; return the sweep's result, if one ran."""
+        """Reload the source files if they changed, then re-price; return the sweep's result, if one ran.
+
+        A sweep that fails (the database unavailable, say) raises, and runs again before the next batch.
+        """
         stamp = self.sources.stamp()
-        if stamp == self._stamp:
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                loaded = self.sources.load()
+            except ValueError as error:
+                log.error("allocation.sources_invalid", error=str(error)[:500], kept_version=self.loaded.version)
+                return None
+            log.info("allocation.sources_changed", previous=self.loaded.version, version=loaded.version)
+            self.loaded = loaded
+            self._sweep_pending = True
+        if not self._sweep_pending:
             return None
-        self._stamp = stamp
-        try:
-            loaded = self.sources.load()
-        except ValueError as error:
-            log.error("allocation.sources_invalid", error=str(error)[:500], kept_version=self.loaded.version)
-            return None
-        log.info("allocation.sources_changed", previous=self.loaded.version, version=loaded.version)
-        self.loaded = loaded
-        return await self.reprice()
+        result = await self.reprice()
+        self._sweep_pending = False
+        return result
 
     async def reprice(self) -> SweepResult:
         async with self._sweep_lock:

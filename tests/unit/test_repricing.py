@@ -488,3 +488,23 @@ async def test_project_statement_compares_that_project(setup: Setup) -> None:
     assert "no usage was imported for this day" in other.likely_cause
     [variance] = setup.publisher.events("cost.variance_detected")
     assert variance.dimensions.project_id == "proj_other"
+
+
+async def test_failed_sweep_runs_again_next_batch(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    import services.allocation.handlers as handlers
+
+    await setup.handler.handle(incoming([gpt5_pro_usage()]))
+    setup.prices.write_text(setup.prices.read_text() + NEW_PRICES)
+    real_sweep = handlers.sweep
+
+    async def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("database unavailable")
+
+    monkeypatch.setattr(handlers, "sweep", unavailable)
+    with pytest.raises(ConnectionError):
+        await setup.handler.refresh()
+    monkeypatch.setattr(handlers, "sweep", real_sweep)
+
+    # the file did not change again, yet the next batch re-prices the backlog first
+    await setup.handler.handle(incoming(dashboard_events()[:1]))
+    assert (await ledger(setup.database))["pro-1"].cost_amount == Decimal("0.255")
