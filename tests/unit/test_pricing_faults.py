@@ -385,3 +385,34 @@ class TestOtherBuckets:
     def test_unknown_bucket_names_the_allowed_ones(self, tmp_path: Path) -> None:
         with pytest.raises(CatalogueError, match="line 2: bucket: unknown bucket 'tokens'; allowed: input_uncached"):
             catalogue_from(tmp_path, "x,m,tokens,standard,1,1,USD,2025-01-01,,s,,,\n")
+
+
+@pytest.mark.parametrize(
+    ("tenant", "message"),
+    [
+        ("time_zone: Mars/Olympus", "time_zone: unknown IANA time zone 'Mars/Olympus'"),
+        ("reporting_currency: usd", "reporting_currency: must be an ISO 4217 code"),
+        ("colour: red", "unknown keys colour"),
+        ("contracts: [{id: a, provider: openai}]", r"contracts\[0\].starts: missing"),
+        ("contracts: [{id: a, provider: openai, starts: 2025-06-01, ends: 2025-01-01}]", "ends: must be after starts"),
+        (
+            'contracts: [{id: a, provider: openai, starts: 2025-01-01, discount_percent: "100"}]',
+            "discount_percent: must be above 0 and below 100",
+        ),
+        (
+            "contracts: [{id: a, provider: openai, starts: 2025-01-01,"
+            ' credits: [{id: c, applied_on: 2025-01-01, amount: "5", currency: USD}]}]',
+            r"credits\[0\].amount: a credit must be negative",
+        ),
+        (
+            "custom_prices: [{provider: x, model: m, bucket: output_tokens, service_tier: standard, unit_price: one,"
+            " price_per: 1, currency: USD, effective_from: 2025-01-01}]",
+            r"custom_prices\[0\]: unit_price: not a number",
+        ),
+    ],
+)
+def test_invalid_terms_name_the_field(tmp_path: Path, tenant: str, message: str) -> None:
+    path = tmp_path / "terms.yaml"
+    path.write_text(f"tenants:\n  acme:\n    {tenant}\n")
+    with pytest.raises(TermsError, match=message):
+        load_terms(path)
