@@ -1,9 +1,9 @@
 """Allocation's handlers: price and attribute usage, keep provider cost statements, reconcile the two.
 
 Before each batch the handler checks whether its source files (prices, aliases,
-tenant terms, rules) changed; if so it reloads them and re-prices what the change
-affects before it prices anything new. A file that fails validation is reported
-and the last valid version stays in force.
+tenant terms, rules) changed. If they did, it reloads them and re-prices what the
+change affects before it prices anything new. A file that fails validation is
+reported, and the last valid version stays in force.
 """
 
 from __future__ import annotations
