@@ -124,15 +124,14 @@ async def store_new_costs(
     return fresh
 
 
-async def store_revision(
-    connection: AsyncConnection,
-    outbox: Outbox,
-    built: BuiltCost,
-    event: UsageRecorded,
-    loaded: Loaded,
-    reason: str,
+async def replace_with_revision(
+    connection: AsyncConnection, built: BuiltCost, event: UsageRecorded, loaded: Loaded
 ) -> bool:
-    """Replace a ledger row by the next revision unless another run replaced it first; return whether it did."""
+    """Replace a ledger row by the next revision unless another run replaced it first; return whether it did.
+
+    The caller stores the revision row and queues the event (``revision_row``, ``outgoing``) in the same
+    transaction, so that many revisions can be written together.
+    """
     row = ledger_row(built, event, loaded.version, loaded.book.terms_for(event.tenant).time_zone)
     previous = built.cost.revision - 1
     result = await connection.execute(
@@ -140,10 +139,4 @@ async def store_revision(
         .where(LEDGER.c.usage_event_id == built.cost.usage_event_id, LEDGER.c.revision == previous)
         .values(**{key: value for key, value in row.items() if key != "usage_event_id"})
     )
-    if result.rowcount != 1:
-        return False
-    await insert_new_rows(
-        connection, REVISIONS, [revision_row(built, loaded.version, reason)], ["usage_event_id", "revision"]
-    )
-    await outbox.add(connection, [outgoing(built)])
-    return True
+    return result.rowcount == 1

@@ -24,11 +24,25 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.allocation.costing import BuiltCost, cost_event_id, lines_json, shares_json, split_pool_of
-from services.allocation.ledger import LEDGER, build_with_metrics, outgoing, store_new_costs, store_revision
+from services.allocation.costing import (
+    BuiltCost,
+    cost_event_id,
+    lines_json,
+    revision_row,
+    shares_json,
+    split_pool_of,
+)
+from services.allocation.ledger import (
+    LEDGER,
+    REVISIONS,
+    build_with_metrics,
+    outgoing,
+    replace_with_revision,
+    store_new_costs,
+)
 from services.allocation.pricing import PriceBook
 from services.allocation.sources import Loaded
-from shared.db import Database
+from shared.db import Database, insert_new_rows
 from shared.events import (
     ChargeCategory,
     CostCorrection,
@@ -61,6 +75,26 @@ class SweepResult:
     credits_added: int = 0
     touched: set[tuple[str, str, str]] = field(default_factory=set)  # (tenant, provider, UTC day) for reconciliation
     outgoing: list[OutgoingEvent] = field(default_factory=list)  # the corrections queued in the outbox
+    _restamps: dict[tuple[int, str | None], list[str]] = field(default_factory=dict)
+    _revision_rows: list[dict[str, Any]] = field(default_factory=list)
+    _unqueued: list[OutgoingEvent] = field(default_factory=list)
+
+    async def flush(self, connection: AsyncConnection, outbox: Outbox, version: str) -> None:
+        """Write what the rows examined since the last flush need: new versions, revision rows, events."""
+        for (revision, old_version), ids in self._restamps.items():
+            for start in range(0, len(ids), 500):
+                await connection.execute(
+                    update(LEDGER)
+                    .where(
+                        LEDGER.c.usage_event_id.in_(ids[start : start + 500]),
+                        LEDGER.c.revision == revision,
+                        _version_is(old_version),
+                    )
+                    .values(pricing_version=version)
+                )
+        await insert_new_rows(connection, REVISIONS, self._revision_rows, ["usage_event_id", "revision"])
+        await outbox.add(connection, self._unqueued)
+        self._restamps, self._revision_rows, self._unqueued = {}, [], []
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -136,18 +170,19 @@ def correction_reason(row: Any, built: BuiltCost, version: str) -> str:
     return f"re-priced under {version} (was {row.pricing_version}): {'; '.join(changes)}"
 
 
+def _version_is(version: str | None) -> Any:
+    return LEDGER.c.pricing_version.is_(None) if version is None else LEDGER.c.pricing_version == version
+
+
 async def _reprice_row(
-    connection: AsyncConnection, outbox: Outbox, row: Any, event: UsageRecorded, loaded: Loaded, result: SweepResult
+    connection: AsyncConnection, row: Any, event: UsageRecorded, loaded: Loaded, result: SweepResult
 ) -> None:
+    """Price one stored cost again; queue its new version, or its next revision, in ``result`` until a flush."""
     result.examined += 1
     candidate = await build_with_metrics(connection, event, loaded)
 
     if _same(row, candidate) and row.usage_json == event.model_dump_json():
-        await connection.execute(
-            update(LEDGER)
-            .where(LEDGER.c.usage_event_id == row.usage_event_id, LEDGER.c.revision == row.revision)
-            .values(pricing_version=loaded.version)
-        )
+        result._restamps.setdefault((row.revision, row.pricing_version), []).append(row.usage_event_id)
         result.restamped += 1
         return
 
@@ -168,8 +203,10 @@ async def _reprice_row(
     )
     built = BuiltCost(cost, candidate.share_lines, candidate.split_pool, candidate.list_cost)
 
-    if not await store_revision(connection, outbox, built, event, loaded, reason):
+    if not await replace_with_revision(connection, built, event, loaded):
         return  # another sweep revised this row first, and its revision is kept
+    result._revision_rows.append(revision_row(built, loaded.version, reason))
+    result._unqueued.append(outgoing(built))
     result.outgoing.append(outgoing(built))
     result.corrected += 1
     result.touched.add((row.tenant, row.provider, row.period_start.date().isoformat()))
@@ -224,7 +261,8 @@ async def sweep(
                     if not split_pass and split_pool_of(event, loaded.rules) is not None:
                         deferred.append(row.usage_event_id)  # split after every direct cost has its new amount
                         continue
-                    await _reprice_row(connection, outbox, row, event, loaded, result)
+                    await _reprice_row(connection, row, event, loaded, result)
+                await result.flush(connection, outbox, loaded.version)
     if send:
         while await outbox.send_pending(min_age=timedelta(0)) > 0:
             pass
@@ -248,7 +286,8 @@ async def _sync_credits(database: Database, outbox: Outbox, loaded: Loaded, resu
         for usage_id, row in stored.items():
             event = wanted.get(usage_id) or _withdrawn(UsageRecorded.model_validate_json(row.usage_json))
             if row.usage_json != event.model_dump_json():
-                await _reprice_row(connection, outbox, row, event, loaded, result)
+                await _reprice_row(connection, row, event, loaded, result)
+        await result.flush(connection, outbox, loaded.version)
 
 
 def _withdrawn(event: UsageRecorded) -> UsageRecorded:
@@ -285,7 +324,6 @@ async def resplit_months(
         ).all()
         for row in rows:
             if row.usage_json:
-                await _reprice_row(
-                    connection, outbox, row, UsageRecorded.model_validate_json(row.usage_json), loaded, result
-                )
+                await _reprice_row(connection, row, UsageRecorded.model_validate_json(row.usage_json), loaded, result)
+    await result.flush(connection, outbox, loaded.version)
     return result
