@@ -209,11 +209,16 @@ class TestLongContextTier:
 class TestModelIds:
     """Model ids resolve exactly or through listed aliases; anything else stays unpriced, never zero."""
 
-    @pytest.mark.parametrize("model", ["gpt-5", "gpt-5-2025-08-07", "openai/gpt-5"])
+    @pytest.mark.parametrize("model", ["gpt-5", "gpt-5-2025-08-07", "openai/gpt-5", "gpt-5-chat-latest"])
     def test_listed_spellings_price_alike(self, model: str) -> None:
         priced = price_usage(usage(model, {B.OUTPUT_TOKENS: 1_000}), CATALOGUE)
         assert priced.priced_model == "gpt-5"
         assert priced.cost.amount == Decimal("0.01")  # type: ignore[union-attr]  # 1,000 × 10.00 / 1,000,000
+
+    def test_dated_snapshot_with_other_price_is_not_stripped(self) -> None:
+        # gpt-4o-2024-05-13 was billed 5.00 / 15.00, not gpt-4o's 2.50 / 10.00: removing the date suffix
+        # would misprice it, so without a row of its own it stays unpriced.
+        assert price_usage(usage("gpt-4o-2024-05-13", {B.OUTPUT_TOKENS: 1}), CATALOGUE).status is CostStatus.UNPRICED
 
     @pytest.mark.parametrize("model", ["gpt-5-2025-08-08", "openrouter/gpt-5", "GPT-5", "gpt-5 "])
     def test_unlisted_spellings_stay_unpriced(self, model: str) -> None:
