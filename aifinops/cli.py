@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import signal
 import sys
@@ -286,6 +287,226 @@ def demo_command(run_dir: Path, as_json: bool, keep_running: bool) -> None:
 from aifinops.findings_cli import findings_group  # noqa: E402 - registered after the core commands
 
 main.add_command(findings_group)
+
+
+@main.group("prices")
+def prices_group() -> None:
+    """Reload, export and extend the price catalogue.
+
+    Reads ALLOCATION_PRICES_FILE, ALLOCATION_ALIASES_FILE, ALLOCATION_TERMS_FILE and ALLOCATION_RULES_FILE
+    as the allocation service does.
+    """
+
+
+@prices_group.command("reload")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Examine every cost, not only those priced under other files; re-splits proportional shared costs.",
+)
+def prices_reload(as_json: bool, everything: bool) -> None:
+    """Validate the price files and re-price costs computed under other prices, terms or rules.
+
+    Unpriced usage that now has a price is priced; changed costs are published again with a correction
+    (old amount, new amount, reason). Running it twice changes nothing the second time. Exits 2 when a
+    file is invalid, naming the row.
+    """
+    from services.allocation.commands import reload_prices
+    from services.allocation.settings import AllocationSettings
+
+    try:
+        result = asyncio.run(reload_prices(AllocationSettings(), only_stale=not everything))
+    except ValueError as error:
+        errors.print(f"error: {error}", highlight=False)
+        sys.exit(2)
+    summary = {"version": result.version, "catalogue_version": result.catalogue_version, **result.sweep.as_dict()}
+    if as_json:
+        console.print_json(json.dumps(summary))
+        return
+    console.print(f"price book {result.version} (catalogue {result.catalogue_version})", highlight=False)
+    console.print(
+        f"  examined {result.sweep.examined}, corrected {result.sweep.corrected}, unchanged {result.sweep.restamped}, "
+        f"credits added {result.sweep.credits_added}",
+        highlight=False,
+    )
+    if not result.sent:
+        console.print("  the broker was unreachable: corrections wait in the allocation outbox")
+
+
+@prices_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--aliases", "aliases_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write aliases.")
+def prices_export(file: Path, aliases_file: Path | None) -> None:
+    """Write the price catalogue in force to FILE as CSV, one row per price, readable and re-loadable."""
+    from services.allocation.commands import export_prices
+    from services.allocation.settings import AllocationSettings
+
+    try:
+        catalogue = export_prices(AllocationSettings(), file, aliases_file)
+    except ValueError as error:
+        errors.print(f"error: {error}", highlight=False)
+        sys.exit(2)
+    console.print(f"wrote {len(catalogue.all_rows())} price rows of catalogue {catalogue.version} to {file}")
+
+
+@prices_group.command("import-litellm")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--effective-from",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date (UTC, YYYY-MM-DD) from which the imported prices apply; changed prices close the old row there.",
+)
+@click.option(
+    "--into",
+    "target",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue CSV to merge into; defaults to the shipped catalogue.",
+)
+@click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
+@click.option("--provider", "providers", multiple=True, help="Import only this provider (repeatable), e.g. openai.")
+def prices_import_litellm(
+    file: Path, effective_from: datetime.datetime, target: Path | None, output: Path, providers: tuple[str, ...]
+) -> None:
+    """Merge LiteLLM's model price map FILE (model_prices_and_context_window.json) into a catalogue CSV."""
+    from services.allocation.commands import import_litellm
+
+    try:
+        summary, skipped, read = import_litellm(
+            file, target, effective_from=effective_from.date(), providers=set(providers) or None, output=output
+        )
+    except ValueError as error:
+        errors.print(f"error: {error}", highlight=False)
+        sys.exit(2)
+    console.print(
+        f"read {read} prices; added {summary.added}, changed {summary.changed}, unchanged {summary.unchanged}; "
+        f"wrote {output}",
+        highlight=False,
+    )
+    for model, reason in sorted(summary.rejected.items()):
+        console.print(f"  rejected {model}: {reason}", highlight=False)
+    for model, keys in sorted(skipped.items()):
+        console.print(f"  skipped on {model}: {', '.join(sorted(keys))}", highlight=False)
+
+
+@main.command("showback")
+@click.option("--tenant", help="Tenant to report on; defaults to AIFINOPS_TENANT.")
+@click.option(
+    "--by",
+    "dimensions",
+    multiple=True,
+    default=("team",),
+    show_default=True,
+    help="Dimension to group by (repeatable): team, cost_centre, product, use_case, environment, rule_id, provider, "
+    "model, service_tier, charge_category, project_id, api_key_id, workspace_id, user_id, account_id, resource_id, "
+    "or tag:<key>.",
+)
+@click.option("--period", type=click.Choice(["day", "month", "total"]), default="month", show_default=True)
+@click.option("--currency", help="Reporting currency; defaults to the tenant's, else each amount's own currency.")
+@click.option("--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), help="First local day included.")
+@click.option("--to", "end", type=click.DateTime(formats=["%Y-%m-%d"]), help="First local day excluded.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one row per period and group: a chargeback file.")
+def showback_command(
+    tenant: str | None,
+    dimensions: tuple[str, ...],
+    period: str,
+    currency: str | None,
+    start: datetime.datetime | None,
+    end: datetime.datetime | None,
+    as_csv: bool,
+) -> None:
+    """Print allocated cost by any dimensions and day or month, in the tenant's time zone.
+
+    Credits and refunds are included as negative amounts. Use --csv for a chargeback file.
+    """
+    import csv as csv_module
+
+    from services.allocation.commands import showback
+    from services.allocation.settings import AllocationSettings
+    from services.allocation.showback import ShowbackError
+
+    settings = AllocationSettings()
+    try:
+        result = asyncio.run(
+            showback(
+                settings,
+                tenant or settings.tenant,
+                dimensions=list(dimensions),
+                period=period,  # type: ignore[arg-type]
+                currency=currency,
+                start=start.date() if start else None,
+                end=end.date() if end else None,
+            )
+        )
+    except (ShowbackError, ValueError) as error:
+        errors.print(f"error: {error}", highlight=False)
+        sys.exit(2)
+    rows = result.rows()
+    if as_csv:
+        writer = csv_module.DictWriter(sys.stdout, fieldnames=["period", *dimensions, "currency", "amount"])
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Allocated cost · tenant {result.tenant} · {result.time_zone}", title_justify="left")
+    for column in ("period", *dimensions, "amount"):
+        table.add_column(column, justify="right" if column == "amount" else "left")
+    for row in rows:
+        table.add_row(row["period"], *(row[name] for name in dimensions), f"{row['amount']} {row['currency']}")
+    console.print(table)
+    for code, amount in sorted(result.unconverted.items()):
+        console.print(f"no exchange rate to {result.currency}: {amount} {code} listed in {code}", highlight=False)
+
+
+@main.group("export")
+def export_group() -> None:
+    """Exports of allocated cost for other tools."""
+
+
+@export_group.command("focus")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--tenant", help="Tenant to export; defaults to AIFINOPS_TENANT.")
+@click.option("--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), help="First UTC day included.")
+@click.option("--to", "end", type=click.DateTime(formats=["%Y-%m-%d"]), help="First UTC day excluded.")
+def export_focus_command(
+    file: Path, tenant: str | None, start: datetime.datetime | None, end: datetime.datetime | None
+) -> None:
+    """Write allocated cost as a FOCUS 1.2 cost-and-usage CSV to FILE, corrections as ChargeClass Correction."""
+    from services.allocation.commands import export_focus
+    from services.allocation.settings import AllocationSettings
+
+    settings = AllocationSettings()
+    count = asyncio.run(
+        export_focus(
+            settings,
+            tenant or settings.tenant,
+            file,
+            start=start.date() if start else None,
+            end=end.date() if end else None,
+        )
+    )
+    console.print(f"wrote {count} FOCUS rows to {file}")
+
+
+@main.command("commitments")
+@click.option("--tenant", help="Tenant to report on; defaults to AIFINOPS_TENANT.")
+@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), help="Day to project from; defaults to today.")
+def commitments_command(tenant: str | None, as_of: datetime.datetime | None) -> None:
+    """Show how much of each committed-spend contract (ALLOCATION_TERMS_FILE) usage has drawn down."""
+    from services.allocation.commands import commitments, render_drawdowns
+    from services.allocation.settings import AllocationSettings
+
+    settings = AllocationSettings()
+    now = as_of.replace(tzinfo=datetime.UTC) if as_of else datetime.datetime.now(datetime.UTC)
+    try:
+        results = asyncio.run(commitments(settings, tenant or settings.tenant, now))
+    except ValueError as error:
+        errors.print(f"error: {error}", highlight=False)
+        sys.exit(2)
+    render_drawdowns(results, console, as_of=now)
 
 
 if __name__ == "__main__":

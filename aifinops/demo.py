@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -25,8 +26,15 @@ from aifinops.itsm_demo import resolve_one_incident, run_itsm_outage
 from aifinops.ops_client import write_connection_file
 from aifinops.report import build_report, render_report
 from aifinops.stack import Stack, StackConfig
+from services.allocation.commands import commitments, render_drawdowns
+from services.allocation.commitments import Drawdown
+from services.allocation.settings import AllocationSettings
 from services.ingest.batch import import_file
+from services.ingest.normalisers import UnknownFormat
 from services.value.outcomes import rows_from_csv
+from shared.events import ProviderCostReported
+from shared.kafka import EventPublisher, OutgoingEvent
+from shared.topics import Topic
 
 DEMO_TENANT = "demo"
 
@@ -41,6 +49,11 @@ SAMPLE_FILES = (
 WEBHOOK_SAMPLE = ("anthropic-usage-report", "anthropic_usage_webhook_2026-11.json")
 OUTCOMES_FILE = "outcomes.csv"
 REIMPORTED_FILE = "dashboard_export_usage_completions.tsv"
+# OpenAI's own daily cost statement for the dashboard usage export's project, reconciled against computed cost.
+PROVIDER_COST_FILE = "dashboard_export_costs_daily.tsv"
+PROVIDER_COST_EVENTS = "dashboard_export_costs_daily.events.jsonl"
+# The demo's usage is from 2025 and 2026; commitments are projected as of the end of the last sample month.
+DEMO_AS_OF = datetime(2025, 10, 31, tzinfo=UTC)
 
 
 def examples_dir() -> Path:
@@ -66,6 +79,7 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
         risk_policy=examples / "config" / "policy.yaml",
         contracts=examples / "config" / "contracts.yaml",
         itsm_standin=True,
+        allocation_terms=examples / "config" / "tenant_terms.yaml",
     )
     stack = Stack(config)
     say: Callable[..., None] = (lambda *_args, **_kwargs: None) if as_json else console.print
@@ -73,6 +87,7 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
         say("[bold]Starting[/] the embedded broker and the five services ...")
         await stack.start()
         await feed_samples(stack, DEMO_TENANT, say)
+        await feed_provider_costs(stack, DEMO_TENANT, say)
         say("Waiting until every topic and outbox is drained ...")
         await stack.wait_until_drained()
         tickets = await run_itsm_outage(stack, DEMO_TENANT, say)
@@ -80,11 +95,13 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
         await stack.wait_until_drained()
         report = await build_report(stack.settings(), DEMO_TENANT)
         report.itsm_check = tickets.__dict__
+        drawn = await demo_commitments(stack, config)
         if as_json:
             console.print_json(json.dumps(report.as_json()))
         else:
             console.print()
             render_report(report, console)
+            render_drawdowns(drawn, console, as_of=DEMO_AS_OF)
             console.print(f"\nLogs and databases of this run: {run_dir}/")
         if keep_running:
             await _serve_until_interrupted(stack, run_dir, console)
@@ -153,3 +170,46 @@ async def feed_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> N
         f"duplicate {again.summary.duplicates} (nothing new is recorded)",
         highlight=False,
     )
+
+
+async def feed_provider_costs(stack: Stack, tenant: str, say: Callable[..., None]) -> None:
+    """Send OpenAI's daily cost statement, which allocation reconciles with the cost it computed from usage.
+
+    The export goes through ingest when ingest reads that format. Otherwise the demo publishes the same
+    statements as ``provider_cost.reported`` events transcribed from the export, one per day with a charge.
+    """
+    examples = examples_dir()
+    try:
+        result = await import_file(examples / "data" / PROVIDER_COST_FILE, settings=stack.settings(), tenant=tenant)
+    except UnknownFormat:
+        count = await publish_statement_events(stack, tenant, examples / "data" / PROVIDER_COST_EVENTS)
+        say(f"provider cost statements {PROVIDER_COST_FILE}: published {count} daily statements", highlight=False)
+        return
+    say(f"imported {PROVIDER_COST_FILE}: accepted {result.summary.accepted}", highlight=False)
+
+
+async def publish_statement_events(stack: Stack, tenant: str, path: Path) -> int:
+    publisher = EventPublisher(stack.bootstrap_servers, client_id="aifinops-demo")
+    await publisher.start()
+    try:
+        events = []
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            statement = ProviderCostReported.model_validate_json(line)
+            statement = statement.model_copy(update={"tenant": tenant, "event_id": f"{tenant}:{statement.event_id}"})
+            events.append(OutgoingEvent.of(Topic.PROVIDER_COST_REPORTED, statement, key=f"{statement.provider}"))
+        await publisher.publish(events)
+        return len(events)
+    finally:
+        await publisher.stop()
+
+
+async def demo_commitments(stack: Stack, config: StackConfig) -> list[Drawdown]:
+    settings = AllocationSettings(
+        KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap_servers,
+        DATABASE_URL=config.database_url,
+        AIFINOPS_DATA_DIR=str(stack.data_dir),
+        ALLOCATION_TERMS_FILE=str(config.allocation_terms) if config.allocation_terms else None,
+    )
+    return await commitments(settings, DEMO_TENANT, DEMO_AS_OF)

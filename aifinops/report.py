@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from services.allocation.tables import CostLedgerEntry
+from services.allocation.tables import CostLedgerEntry, Reconciliation
 from services.optimizer.tables import OptimizerRecommendation
 from services.risk.tables import RiskFinding
 from services.value.tables import ValueUnitEconomics
@@ -53,6 +54,9 @@ class Report:
     tickets: list[dict[str, Any]] = field(default_factory=list)
     ticket_backlog: dict[str, int] = field(default_factory=dict)
     itsm_check: dict[str, Any] | None = None
+    unallocated: dict[str, Decimal] = field(default_factory=dict)  # currency -> spend no rule owns
+    unallocated_by_source: dict[str, dict[str, Decimal]] = field(default_factory=lambda: defaultdict(dict))
+    reconciliation: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         def money_map(values: dict[str, Decimal]) -> dict[str, str]:
@@ -76,6 +80,11 @@ class Report:
             "tickets": self.tickets,
             "ticket_backlog": self.ticket_backlog,
             "itsm_check": self.itsm_check,
+            "unallocated_spend": money_map(self.unallocated),
+            "unallocated_by_source": {
+                name: money_map(values) for name, values in sorted(self.unallocated_by_source.items())
+            },
+            "reconciliation": self.reconciliation,
         }
 
 
@@ -86,6 +95,8 @@ async def build_report(settings: ServiceSettings, tenant: str) -> Report:
     await _read_unit_economics(Database(settings.database_url_for("value")), tenant, report)
     await _read_recommendations(Database(settings.database_url_for("optimizer")), tenant, report)
     await _read_tickets(Database(settings.database_url_for("risk")), tenant, report)
+    await _read_unallocated(Database(settings.database_url_for("allocation")), tenant, report)
+    await _read_reconciliation(Database(settings.database_url_for("allocation")), tenant, report)
     return report
 
 
@@ -104,6 +115,7 @@ async def _read_ledger(database: Database, tenant: str, report: Report) -> None:
                     table.c.priced_model,
                     table.c.model,
                     table.c.quantities_json,
+                    table.c.shares_json,
                 ).where(table.c.tenant == tenant)
             )
             async for row in result:
@@ -123,13 +135,94 @@ async def _read_ledger(database: Database, tenant: str, report: Report) -> None:
                     report.credits_and_refunds[currency] = report.credits_and_refunds.get(currency, Decimal(0)) + amount
                     continue
                 report.spend[currency] = report.spend.get(currency, Decimal(0)) + amount
-                _add(report.by_team, row.team, currency, amount)
+                for team, share_currency, share_amount in _team_shares(row.shares_json, row.team, currency, amount):
+                    _add(report.by_team, team, share_currency, share_amount)
                 _add(report.by_provider, row.provider, currency, amount)
                 _add(
                     report.by_model, (row.provider, row.priced_model or row.model or "(billed line)"), currency, amount
                 )
     finally:
         await database.dispose()
+
+
+def _team_shares(shares_json: str, team: str, currency: str, amount: Decimal) -> list[tuple[str, str, Decimal]]:
+    """Return each owner's part of a cost; a cost split between teams counts for each team by its share."""
+    shares = json.loads(shares_json or "[]")
+    if len(shares) <= 1:
+        return [(team, currency, amount)]
+    return [
+        (share["allocation"]["team"], share["amount"]["currency"], Decimal(share["amount"]["amount"]))
+        for share in shares
+        if share.get("amount")
+    ]
+
+
+async def _read_unallocated(database: Database, tenant: str, report: Report) -> None:
+    """Sum spend that no allocation rule owns, by currency and by the attribution key a rule could match."""
+    table = CostLedgerEntry.__table__  # type: ignore[attr-defined]
+    try:
+        async with database.engine.connect() as connection:
+            result = await connection.stream(
+                select(
+                    table.c.provider,
+                    table.c.cost_amount,
+                    table.c.cost_currency,
+                    table.c.charge_category,
+                    table.c.dimensions_json,
+                ).where(
+                    table.c.tenant == tenant,
+                    table.c.team == "unallocated",
+                    table.c.cost_amount.is_not(None),
+                )
+            )
+            async for row in result:
+                if row.charge_category not in SPEND_CATEGORIES:
+                    continue
+                report.unallocated[row.cost_currency] = (
+                    report.unallocated.get(row.cost_currency, Decimal(0)) + row.cost_amount
+                )
+                _add(report.unallocated_by_source, _attribution_key(row), row.cost_currency, row.cost_amount)
+    finally:
+        await database.dispose()
+
+
+def _attribution_key(row: Any) -> str:
+    dimensions = json.loads(row.dimensions_json)
+    for key in ("api_key_id", "project_id", "workspace_id", "account_id", "resource_id"):
+        if dimensions.get(key):
+            return f"{row.provider} {key}={dimensions[key]}"
+    return f"{row.provider} (no attribution key)"
+
+
+async def _read_reconciliation(database: Database, tenant: str, report: Report) -> None:
+    table = Reconciliation.__table__  # type: ignore[attr-defined]
+    try:
+        async with database.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(table)
+                    .where(table.c.tenant == tenant)
+                    .order_by(table.c.provider, table.c.day, table.c.scope, table.c.model)
+                )
+            ).all()
+    finally:
+        await database.dispose()
+    report.reconciliation = [
+        {
+            "provider": row.provider,
+            "day": row.day,
+            "scope": row.scope or None,
+            "model": row.model or None,
+            "currency": row.currency,
+            "computed": str(row.computed_amount),
+            "reported": str(row.reported_amount),
+            "variance": str(row.variance_amount),
+            "variance_percent": str(row.variance_percent) if row.variance_percent is not None else None,
+            "within_tolerance": bool(row.within_tolerance),
+            "likely_cause": row.likely_cause,
+        }
+        for row in rows
+    ]
 
 
 async def _read_findings(database: Database, tenant: str, report: Report) -> None:
@@ -308,6 +401,8 @@ def render_report(report: Report, console: Console) -> None:
     console.print(f"Estimated savings, all recommendations: {_money_cell(total)} a month")
     console.print()
     render_tickets(report, console)
+    render_unallocated(report, console)
+    render_reconciliation(report, console)
 
 
 async def _read_tickets(database: Database, tenant: str, report: Report) -> None:
@@ -369,3 +464,57 @@ def render_tickets(report: Report, console: Console) -> None:
         f"tickets: {verdict}",
         highlight=False,
     )
+
+
+def render_unallocated(report: Report, console: Console) -> None:
+    console.print()
+    console.print(f"[bold]Unallocated spend[/] (no allocation rule owns it): {_money_cell(report.unallocated)}")
+    if not report.unallocated:
+        return
+    table = Table(title="Unallocated spend by the key a rule could match", title_justify="left")
+    table.add_column("source")
+    table.add_column("spend", justify="right")
+    ranked = sorted(report.unallocated_by_source.items(), key=lambda item: -sum(item[1].values()))
+    for source, amounts in ranked[:10]:
+        table.add_row(source, _money_cell(amounts))
+    if len(ranked) > 10:
+        table.add_row(f"… {len(ranked) - 10} more", "")
+    console.print(table)
+
+
+def render_reconciliation(report: Report, console: Console) -> None:
+    console.print()
+    if not report.reconciliation:
+        console.print("[bold]Reconciliation[/]: no provider cost statements yet")
+        return
+    table = Table(
+        title="Reconciliation: computed cost against the provider's own statement",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+    )
+    table.add_column("day", no_wrap=True, min_width=10)
+    table.add_column("provider and model")
+    for column in ("computed", "reported", "variance", "%"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in report.reconciliation:
+        variance = f"{_shown(row['variance'])} {row['currency']}"
+        table.add_row(
+            row["day"],
+            f"{row['provider']} {_scope_and_model(row)}",
+            f"{_shown(row['computed'])} {row['currency']}",
+            f"{_shown(row['reported'])} {row['currency']}",
+            variance if row["within_tolerance"] else f"[bold yellow]{variance}[/]",
+            row["variance_percent"] or "-",
+        )
+    console.print(table)
+    flagged = [row for row in report.reconciliation if not row["within_tolerance"]]
+    console.print(f"Beyond tolerance: {len(flagged)} of {len(report.reconciliation)} comparisons")
+    for row in flagged:
+        where = f"{row['provider']} {row['day']} {_scope_and_model(row)}"
+        console.print(f"- {where}: {row['likely_cause']}", highlight=False)
+
+
+def _scope_and_model(row: dict[str, Any]) -> str:
+    model = row["model"] or "all models"
+    return f"{row['scope']} {model}" if row.get("scope") else model

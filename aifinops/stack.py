@@ -52,6 +52,7 @@ class StackConfig:
     risk_policy: Path | None = None
     contracts: Path | None = None
     itsm_standin: bool = False  # start the local ITSM stand-in and point risk's connectors at it
+    allocation_terms: Path | None = None
 
 
 @dataclass
@@ -139,6 +140,7 @@ class Stack:
             "OPTIMIZER_CONFIG_FILE": self.config.optimizer_policy,
             "RISK_POLICY_FILE": self.config.risk_policy,
             "RISK_CONTRACTS_FILE": self.config.contracts,
+            "ALLOCATION_TERMS_FILE": self.config.allocation_terms,
         }
         for name, path in optional.items():
             if path is not None:

@@ -91,6 +91,7 @@ class UsageBucket(StrEnum):
     AUDIO_SECONDS = "audio_seconds"
     GPU_SECONDS = "gpu_seconds"
     SEATS = "seat_months"
+    REQUESTS = "requests"  # billed per request, such as a per-call model fee
 
 
 BUCKET_UNITS: dict[UsageBucket, str] = {
@@ -105,6 +106,7 @@ BUCKET_UNITS: dict[UsageBucket, str] = {
     UsageBucket.AUDIO_SECONDS: "seconds",
     UsageBucket.GPU_SECONDS: "seconds",
     UsageBucket.SEATS: "seat-months",
+    UsageBucket.REQUESTS: "requests",
 }
 
 TOKEN_BUCKETS = frozenset(bucket for bucket, unit in BUCKET_UNITS.items() if unit == "tokens")
@@ -325,6 +327,7 @@ class Allocation(FrozenModel):
     use_case: str | None = None
     environment: str | None = None
     rule_id: NonEmptyStr = Field(description="Id of the rule that matched, or 'unallocated'.")
+    product: str | None = None
 
 
 class AllocationShare(FrozenModel):
@@ -333,6 +336,9 @@ class AllocationShare(FrozenModel):
     allocation: Allocation
     fraction: Decimal = Field(description="Share of the cost, between 0 and 1; the shares of a cost add up to 1.")
     amount: Money | None = Field(description="This share's cost; None when the cost is unpriced.")
+    basis: str | None = Field(
+        default=None, description="How the fraction was decided, such as 'even split of pool ai-gateway'."
+    )
 
 
 class CostCorrection(FrozenModel):
@@ -354,6 +360,14 @@ class CostLine(FrozenModel):
     price_per: int = Field(gt=0, description="How many units `unit_price` is quoted for, such as 1000000 tokens.")
     amount: Money
     price_row_id: NonEmptyStr
+    price_source: Literal["catalogue", "custom", "contract"] = Field(
+        default="catalogue", description="Which price list the row came from: contract, tenant custom or catalogue."
+    )
+    list_unit_price: Money | None = Field(
+        default=None, description="Unit price before a contract discount; None when no discount applied."
+    )
+    list_amount: Money | None = Field(default=None, description="Amount at the list unit price, when it differs.")
+    discount_id: str | None = Field(default=None, description="Contract whose discount the line received.")
 
 
 class CostAllocated(EventEnvelope):
@@ -437,6 +451,10 @@ class CostVarianceDetected(EventEnvelope):
     tolerance_percent: Decimal
     likely_cause: NonEmptyStr
     evidence_event_ids: tuple[str, ...] = ()
+    dimensions: UsageDimensions = Field(
+        default_factory=UsageDimensions,
+        description="Attribution keys the comparison is limited to, such as a project; empty for the whole tenant.",
+    )
 
 
 class Severity(StrEnum):

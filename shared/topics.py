@@ -54,7 +54,7 @@ def partition_key(tenant: str, key: str) -> bytes:
 #: Which topics each consuming service reads; each (service, topic) pair is one consumer group.
 SUBSCRIPTIONS: dict[str, tuple[Topic, ...]] = {
     "ingest": (Topic.DEAD_LETTER,),
-    "allocation": (Topic.USAGE_RECORDED,),
+    "allocation": (Topic.USAGE_RECORDED, Topic.PROVIDER_COST_REPORTED),
     "risk": (
         Topic.COST_ALLOCATED,
         Topic.COST_VARIANCE_DETECTED,

@@ -1,13 +1,13 @@
-"""Run the allocation service: consume usage-recorded events, store the cost ledger, publish cost-allocated events."""
+"""Run the allocation service: price usage, keep the cost ledger, reconcile with provider statements."""
 
 from __future__ import annotations
 
 from services.allocation.handlers import AllocationHandler
-from services.allocation.rules import AllocationRules
+from services.allocation.reconciliation import Tolerance
 from services.allocation.settings import AllocationSettings
+from services.allocation.sources import AllocationSources
 from services.allocation.tables import TABLES
-from shared.catalogue import PriceCatalogue
-from shared.events import UsageRecorded
+from shared.events import ProviderCostReported, UsageRecorded
 from shared.logging import get_logger
 from shared.service import ServiceRuntime, run_service
 from shared.topics import Topic
@@ -18,12 +18,20 @@ log = get_logger(__name__)
 async def main() -> None:
     settings = AllocationSettings()
     runtime = ServiceRuntime("allocation", settings)
-    catalogue = PriceCatalogue.load(settings.prices_file, settings.aliases_file)
-    rules = AllocationRules.load(settings.rules_file) if settings.rules_file else AllocationRules.empty()
-    log.info("allocation.configured", catalogue_version=catalogue.version, rules=len(rules.rules))
-    handler = AllocationHandler(runtime.database, runtime.outbox, catalogue, rules)
+    tolerance = Tolerance(settings.reconciliation_tolerance_percent, settings.reconciliation_tolerance_amount)
+    handler = AllocationHandler(runtime.database, runtime.outbox, AllocationSources.from_settings(settings), tolerance)
+    log.info(
+        "allocation.configured",
+        version=handler.loaded.version,
+        catalogue_version=handler.loaded.book.catalogue.version,
+        rules=len(handler.loaded.rules.rules),
+        tenants_with_terms=len(handler.loaded.book.terms),
+    )
     runtime.subscribe(Topic.USAGE_RECORDED, UsageRecorded, handler.handle)
-    await runtime.run(TABLES)
+    runtime.subscribe(Topic.PROVIDER_COST_REPORTED, ProviderCostReported, handler.handle_statements)
+
+    # Costs stored under other prices, terms or rules than the ones now in force are corrected at start.
+    await runtime.run(TABLES, on_started=handler.start)
 
 
 if __name__ == "__main__":

@@ -1,123 +1,143 @@
-"""Allocation's handler: price and attribute a batch of usage events, store the ledger rows, emit cost events."""
+"""Allocation's handlers: price and attribute usage, keep provider cost statements, reconcile the two.
+
+Before each batch the handler checks whether its source files (prices, aliases,
+tenant terms, rules) changed. If they did, it reloads them and re-prices what the
+change affects before it prices anything new. A file that fails validation is
+reported, and the last valid version stays in force.
+"""
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import Sequence
 
-from services.allocation.pricing import price_usage
+from services.allocation.costing import BuiltCost, build_cost
+from services.allocation.ledger import outgoing, store_new_costs
+from services.allocation.pricing import PriceBook
+from services.allocation.reconciliation import Tolerance, reconcile, store_statements, utc_day
+from services.allocation.repricing import SweepResult, proportional_pools, resplit_months, sweep
 from services.allocation.rules import AllocationRules
-from services.allocation.tables import CostLedgerEntry
+from services.allocation.sources import AllocationSources, Loaded
 from shared.catalogue import PriceCatalogue
 from shared.consumer import Incoming
-from shared.db import Database, insert_new_rows
-from shared.events import CostAllocated, CostStatus, UsageRecorded, utc_now
-from shared.kafka import OutgoingEvent
+from shared.db import Database
+from shared.events import CostAllocated, CostStatus, ProviderCostReported, UsageRecorded
 from shared.logging import get_logger
 from shared.outbox import Outbox
-from shared.topics import Topic
 
 log = get_logger(__name__)
 
 
-def cost_event_id(usage_event_id: str, revision: int = 1) -> str:
-    return f"cost:{usage_event_id}:r{revision}"
-
-
-def allocate(event: UsageRecorded, catalogue: PriceCatalogue, rules: AllocationRules) -> CostAllocated:
-    """Price one usage event and decide who owns it."""
-    priced = price_usage(event, catalogue)
-    allocation = rules.allocate(event.provider, event.dimensions)
-    return CostAllocated(
-        event_id=cost_event_id(event.event_id),
-        occurred_at=event.occurred_at,
-        source="allocation",
-        tenant=event.tenant,
-        correlation_id=event.correlation_id,
-        usage_event_id=event.event_id,
-        provider=event.provider,
-        service=event.service,
-        model=event.model,
-        priced_model=priced.priced_model,
-        service_tier=event.service_tier,
-        period_start=event.period_start,
-        period_end=event.period_end,
-        dimensions=event.dimensions,
-        quantities=event.quantities,
-        request_count=event.request_count,
-        charge_category=event.charge_category,
-        status=priced.status,
-        unpriced_reason=priced.unpriced_reason,
-        lines=priced.lines,
-        cost=priced.cost,
-        provider_cost=event.provider_cost,
-        catalogue_version=catalogue.version if priced.status is CostStatus.PRICED else None,
-        allocation=allocation,
-        region=event.region,
-    )
-
-
-def ledger_row(cost: CostAllocated) -> dict[str, object]:
-    return {
-        "usage_event_id": cost.usage_event_id,
-        "cost_event_id": cost.event_id,
-        "tenant": cost.tenant,
-        "provider": cost.provider,
-        "service": cost.service,
-        "model": cost.model,
-        "priced_model": cost.priced_model,
-        "service_tier": cost.service_tier.value,
-        "period_start": cost.period_start,
-        "period_end": cost.period_end,
-        "charge_category": cost.charge_category.value,
-        "status": cost.status.value,
-        "unpriced_reason": cost.unpriced_reason,
-        "cost_amount": cost.cost.amount if cost.cost else None,
-        "cost_currency": cost.cost.currency if cost.cost else None,
-        "provider_cost_amount": cost.provider_cost.amount if cost.provider_cost else None,
-        "provider_cost_currency": cost.provider_cost.currency if cost.provider_cost else None,
-        "team": cost.allocation.team,
-        "cost_centre": cost.allocation.cost_centre,
-        "use_case": cost.allocation.use_case,
-        "environment": cost.allocation.environment,
-        "rule_id": cost.allocation.rule_id,
-        "catalogue_version": cost.catalogue_version,
-        "lines_json": json.dumps([line.model_dump(mode="json") for line in cost.lines]),
-        "quantities_json": json.dumps({bucket.value: str(value) for bucket, value in cost.quantities.items()}),
-        "dimensions_json": cost.dimensions.model_dump_json(),
-        "shares_json": json.dumps([share.model_dump(mode="json") for share in cost.shares]),
-        "revision": cost.revision,
-        "recorded_at": utc_now(),
-    }
+def allocate(event: UsageRecorded, catalogue: PriceCatalogue | PriceBook, rules: AllocationRules) -> CostAllocated:
+    """Price one usage event and decide who owns it (without usage metrics, so proportional splits are even)."""
+    book = catalogue if isinstance(catalogue, PriceBook) else PriceBook(catalogue)
+    return build_cost(event, book, rules).cost
 
 
 class AllocationHandler:
-    def __init__(self, database: Database, outbox: Outbox, catalogue: PriceCatalogue, rules: AllocationRules) -> None:
+    def __init__(
+        self,
+        database: Database,
+        outbox: Outbox,
+        sources: AllocationSources,
+        tolerance: Tolerance | None = None,
+    ) -> None:
         self.database = database
         self.outbox = outbox
-        self.catalogue = catalogue
-        self.rules = rules
+        self.sources = sources
+        self.tolerance = tolerance or Tolerance()
+        self._stamp = sources.stamp()
+        self.loaded: Loaded = sources.load()
+        self._sweep_lock = asyncio.Lock()
+        self._sweep_pending = False
+
+    async def start(self) -> None:
+        """Re-price what was stored under other files; a failure leaves the sweep to the next batch."""
+        try:
+            await self.reprice()
+        except Exception as error:  # the service must start even when the database is briefly unavailable
+            log.error("allocation.start_reprice_failed", error=repr(error)[:300], retry="before the next batch")
+            self._sweep_pending = True
+
+    async def refresh(self) -> SweepResult | None:
+        """Reload the source files if they changed, then re-price; return the sweep's result, if one ran.
+
+        A sweep that fails (the database unavailable, say) raises, and runs again before the next batch.
+        """
+        stamp = self.sources.stamp()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                loaded = self.sources.load()
+            except ValueError as error:
+                log.error("allocation.sources_invalid", error=str(error)[:500], kept_version=self.loaded.version)
+                return None
+            log.info("allocation.sources_changed", previous=self.loaded.version, version=loaded.version)
+            self.loaded = loaded
+            self._sweep_pending = True
+        if not self._sweep_pending:
+            return None
+        result = await self.reprice()
+        self._sweep_pending = False
+        return result
+
+    async def reprice(self) -> SweepResult:
+        async with self._sweep_lock:
+            result = await sweep(self.database, self.outbox, self.loaded)
+            if result.touched:
+                await self._reconcile(result.touched)
+            return result
 
     async def handle(self, batch: Sequence[Incoming[UsageRecorded]]) -> None:
-        costs = [allocate(item.event, self.catalogue, self.rules) for item in batch]
+        await self.refresh()
+        events = [item.event for item in batch]
         async with self.database.transaction() as connection:
-            inserted = await insert_new_rows(
-                connection,
-                CostLedgerEntry.__table__,
-                [ledger_row(cost) for cost in costs],  # type: ignore[attr-defined]
-                ["usage_event_id"],
-            )
-            new_usage_ids = {key[0] for key in inserted}
-            fresh = [cost for cost in costs if cost.usage_event_id in new_usage_ids]
-            outgoing = [
-                OutgoingEvent.of(Topic.COST_ALLOCATED, cost, key=f"usage:{cost.usage_event_id}") for cost in fresh
-            ]
-            await self.outbox.add(connection, outgoing)
-        unpriced = sum(1 for cost in fresh if cost.status is CostStatus.UNPRICED)
-        if unpriced:
-            log.warning(
-                "allocation.unpriced_usage",
-                events=unpriced,
-                reasons=";".join(sorted({cost.unpriced_reason or "" for cost in fresh if cost.unpriced_reason}))[:500],
-            )
-        await self.outbox.send_now(outgoing)
+            fresh = await store_new_costs(connection, self.outbox, events, self.loaded)
+            resplit = await resplit_months(connection, self.outbox, self.loaded, self._owner_months(fresh))
+            touched = {(item.cost.tenant, item.cost.provider, utc_day(item.cost.period_start)) for item in fresh}
+            touched |= resplit.touched
+            variances = await reconcile(connection, touched, self.loaded.book, self.tolerance)
+            await self.outbox.add(connection, variances)
+        _log_unpriced(fresh)
+        if resplit.corrected:
+            log.info("allocation.shared_costs_resplit", corrected=resplit.corrected)
+        await self.outbox.send_now([*(outgoing(item) for item in fresh), *resplit.outgoing, *variances])
+
+    def _owner_months(self, fresh: list[BuiltCost]) -> set[tuple[str, str]]:
+        """Return the tenant months whose proportional splits the new costs can change."""
+        if not proportional_pools(self.loaded):
+            return set()
+        months: set[tuple[str, str]] = set()
+        for item in fresh:
+            cost = item.cost
+            if item.split_pool is None and self.loaded.rules.owner_name(cost.allocation) is not None:
+                zone = self.loaded.book.terms_for(cost.tenant).time_zone
+                middle = cost.period_start + (cost.period_end - cost.period_start) / 2
+                months.add((cost.tenant, middle.astimezone(zone).strftime("%Y-%m")))
+        return months
+
+    async def handle_statements(self, batch: Sequence[Incoming[ProviderCostReported]]) -> None:
+        await self.refresh()
+        async with self.database.transaction() as connection:
+            touched = await store_statements(connection, [item.event for item in batch], self.loaded.book)
+            variances = await reconcile(connection, touched, self.loaded.book, self.tolerance)
+            await self.outbox.add(connection, variances)
+        if variances:
+            log.info("allocation.variance_detected", days=len(touched), events=len(variances))
+        await self.outbox.send_now(variances)
+
+    async def _reconcile(self, touched: set[tuple[str, str, str]]) -> None:
+        async with self.database.transaction() as connection:
+            variances = await reconcile(connection, touched, self.loaded.book, self.tolerance)
+            await self.outbox.add(connection, variances)
+        await self.outbox.send_now(variances)
+
+
+def _log_unpriced(fresh: list[BuiltCost]) -> None:
+    unpriced = [item.cost for item in fresh if item.cost.status is CostStatus.UNPRICED]
+    if unpriced:
+        log.warning(
+            "allocation.unpriced_usage",
+            events=len(unpriced),
+            reasons=";".join(sorted({cost.unpriced_reason or "" for cost in unpriced}))[:500],
+        )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aifinops.stack import Stack, StackConfig
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, ROOT
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,7 @@ def stack(
         risk_policy=EXAMPLES / "config" / "policy.yaml",
         contracts=EXAMPLES / "config" / "contracts.yaml",
         itsm_standin=True,
+        allocation_terms=ROOT / "tests" / "fixtures" / "allocation_terms.yaml",
     )
     running = Stack(config)
     try:
