@@ -300,7 +300,6 @@ def threshold_detections(budget: Budget, tenant: str, period: Period, spent: Bud
                 evidence_event_ids=tuple(spent.evidence),
                 owner=budget.owner,
                 occurrence=f"{period.key}:{threshold}",
-                track_changes=False,
             )
         )
     return detections
@@ -351,7 +350,6 @@ def forecast_detections(
                 evidence_event_ids=tuple(spent.evidence),
                 owner=budget.owner,
                 occurrence=f"{period.key}:{threshold}",
-                track_changes=False,
             )
         )
     return detections
