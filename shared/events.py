@@ -91,6 +91,9 @@ class UsageBucket(StrEnum):
     AUDIO_SECONDS = "audio_seconds"
     GPU_SECONDS = "gpu_seconds"
     SEATS = "seat_months"
+    AUDIO_INPUT_TOKENS = "audio_input_tokens"  # audio input, cached audio included (OpenAI reports no split)
+    AUDIO_OUTPUT_TOKENS = "audio_output_tokens"
+    CHARACTERS = "characters"  # text characters billed by text-to-speech
 
 
 BUCKET_UNITS: dict[UsageBucket, str] = {
@@ -105,6 +108,9 @@ BUCKET_UNITS: dict[UsageBucket, str] = {
     UsageBucket.AUDIO_SECONDS: "seconds",
     UsageBucket.GPU_SECONDS: "seconds",
     UsageBucket.SEATS: "seat-months",
+    UsageBucket.AUDIO_INPUT_TOKENS: "tokens",
+    UsageBucket.AUDIO_OUTPUT_TOKENS: "tokens",
+    UsageBucket.CHARACTERS: "characters",
 }
 
 TOKEN_BUCKETS = frozenset(bucket for bucket, unit in BUCKET_UNITS.items() if unit == "tokens")
