@@ -96,10 +96,11 @@ async def feed_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> N
 
     format_name, file_name = WEBHOOK_SAMPLE
     async with httpx.AsyncClient(timeout=30) as client:
+        body = (examples / "data" / file_name).read_bytes()
         response = await client.post(
             stack.url("ingest", f"/v1/usage/{format_name}"),
-            content=(examples / "data" / file_name).read_bytes(),
-            headers={"x-aifinops-tenant": tenant},
+            content=body,
+            headers=stack.webhook_headers(body, tenant),
         )
         response.raise_for_status()
         say(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.ingest.signing import signed_headers
 from shared.db import Database
 from shared.embedded_broker import EmbeddedBroker
 from shared.kafka import consumer_lag, ensure_topics
@@ -29,6 +31,8 @@ from shared.topics import SUBSCRIPTIONS, group_id
 log = get_logger(__name__)
 
 SERVICES = ("ingest", "allocation", "risk", "value", "optimizer")
+# The webhook source the local tools (demo, tests, bench) sign their requests as; it may write to any tenant.
+LOCAL_WEBHOOK_SOURCE = "aifinops-local"
 
 
 @dataclass
@@ -41,6 +45,8 @@ class StackConfig:
     budgets: Path | None = None
     optimizer_policy: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Signing secret of LOCAL_WEBHOOK_SOURCE, new for every stack unless given.
+    webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
 
 
 @dataclass
@@ -63,6 +69,28 @@ class Stack:
     def data_dir(self) -> Path:
         return self.config.run_dir / "data"
 
+    @property
+    def webhook_secrets_file(self) -> Path:
+        return self.config.run_dir / "webhook-sources.yaml"
+
+    def write_webhook_secrets(self) -> None:
+        """Write the ingest service's secrets file: one local source that may write to any tenant (mode 0600)."""
+        path = self.webhook_secrets_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = (
+            "# Written by aifinops.stack for this run only.\n"
+            f"sources:\n  {LOCAL_WEBHOOK_SOURCE}:\n    secret: {json.dumps(self.config.webhook_secret)}\n"
+            '    tenants: ["*"]\n'
+        )
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+
+    def webhook_headers(self, body: bytes, tenant: str) -> dict[str, str]:
+        """Headers that sign a webhook body as the local source and name its tenant."""
+        headers = signed_headers(LOCAL_WEBHOOK_SOURCE, self.config.webhook_secret.encode(), body)
+        return {**headers, "x-aifinops-tenant": tenant}
+
     def settings(self) -> ServiceSettings:
         """Settings that point a process of our own (the CLI, a test) at this stack's broker and databases."""
         return ServiceSettings(
@@ -82,6 +110,7 @@ class Stack:
             "VALUE_HTTP_PORT": "0",
             "AIFINOPS_GRPC_PORT": "0",
             "PYTHONUNBUFFERED": "1",
+            "INGEST_WEBHOOK_SECRETS_FILE": str(self.webhook_secrets_file.resolve()),
             **self.config.extra_env,
         }
         if self.config.database_url:
@@ -102,6 +131,7 @@ class Stack:
         self.config.run_dir.mkdir(parents=True, exist_ok=True)
         (self.config.run_dir / "logs").mkdir(exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.write_webhook_secrets()
         if not self.bootstrap_servers:
             self.broker = EmbeddedBroker(log_path=self.config.run_dir / "logs" / "broker.log")
             self.broker.start()
