@@ -11,6 +11,7 @@ import io
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -72,7 +73,15 @@ async def import_file(
     tenant: str,
     format_name: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    observed_at: datetime | None = None,
+    currency: str | None = None,
 ) -> FileImport:
+    """Import one provider file into the ingest tables and send its new events.
+
+    ``observed_at`` dates snapshots whose rows carry no time (seat lists, metric scrapes
+    without timestamps) and ``currency`` names the currency of exports without a
+    currency column; formats that do not need them ignore them.
+    """
     normaliser, detected = choose_normaliser(path, format_name)
     database = Database(settings.database_url_for("ingest"))
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="aifinops-import")
@@ -89,6 +98,8 @@ async def import_file(
             received_at=utc_now(),
             file_name=path.name,
             channel="file",
+            observed_at=observed_at,
+            currency=currency,
         )
         with path.open("rb") as raw:
             stream: IO[bytes] = io.BufferedReader(CountingReader(raw, on_bytes)) if on_bytes else raw
