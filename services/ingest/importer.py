@@ -1,9 +1,9 @@
 """Recording normalised rows: claim each event id, keep the evidence, queue the event, report the counts.
 
-Files and webhook payloads take the same path. Rows are stored in batches; in
-each batch the event ids are claimed (a duplicate key means the event was
-recorded before) in the same transaction that writes the evidence and the
-outbox rows, so a failed write followed by a retry still records each event once.
+Files and webhook payloads take the same path. Rows are stored in batches. Each
+batch claims its event ids in the same transaction that writes the evidence and
+the outbox rows, and a duplicate key means the event was recorded before. So a
+failed write followed by a retry still records each event once.
 
 An id that was claimed before is a duplicate when the stored row is byte for byte
 the same, and a conflict when it differs: the provider restated a row it had sent
@@ -34,7 +34,7 @@ from shared.events import GpuUtilisationReported, SeatActivityReported, SeatEnti
 from shared.kafka import OutgoingEvent
 from shared.logging import get_logger
 from shared.outbox import Outbox
-from shared.topics import EVENT_TOPICS
+from shared.topics import EVENT_TOPICS, partition_key
 
 log = get_logger(__name__)
 
@@ -110,6 +110,18 @@ class _Candidate:
     row: RowResult
     event: IngestEvent
     raw_sha256: str
+    event_json: str  # serialised once: stored as evidence and sent as the message value
+
+    def outgoing(self) -> OutgoingEvent:
+        event = self.event
+        return OutgoingEvent(
+            topic=str(EVENT_TOPICS[event.EVENT_TYPE]),
+            key=partition_key(event.tenant, stable_key(event)),
+            value=self.event_json.encode(),
+            event_id=event.event_id,
+            event_type=event.EVENT_TYPE,
+            correlation_id=event.correlation_id,
+        )
 
 
 def file_sha256(path: Path) -> str:
@@ -244,7 +256,7 @@ class Recorder:
                 rejected_rows.append(_rejected_row(summary, context, row, row.error.field_path, row.error.reason))
             elif row.events:
                 raw_sha256 = hashlib.sha256(row.raw).hexdigest()
-                candidates.extend(_Candidate(row, event, raw_sha256) for event in row.events)
+                candidates.extend(_Candidate(row, event, raw_sha256, event.model_dump_json()) for event in row.events)
             else:
                 summary.empty += 1
 
@@ -255,10 +267,7 @@ class Recorder:
                     summary.conflicts += 1
                     summary.reject(candidate.row.row_number, CONFLICT_FIELD, reason)
                 raise ConflictingEvents(summary)
-            outgoing = [
-                OutgoingEvent.of(EVENT_TOPICS[item.event.EVENT_TYPE], item.event, stable_key(item.event))
-                for item in fresh
-            ]
+            outgoing = [item.outgoing() for item in fresh]
             await self.outbox.add(connection, outgoing)
             for candidate, reason in conflicts:
                 summary.conflicts += 1
@@ -378,7 +387,7 @@ def _event_row(summary: ImportSummary, context: ImportContext, candidate: _Candi
         "row_number": candidate.row.row_number,
         "raw": candidate.row.raw,
         "raw_sha256": candidate.raw_sha256,
-        "event_json": event.model_dump_json(),
+        "event_json": candidate.event_json,
         "received_at": context.received_at,
         "occurred_at": event.occurred_at,
     }

@@ -21,6 +21,7 @@ A FOCUS row is a billed charge, not token usage: its cost is the provider's
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -181,11 +182,7 @@ class FocusCsv:
             resource_id=_cell(row, "ResourceId"),
             tags=tags,
         )
-        natural_key = {
-            key: value
-            for key, value in row.items()
-            if key != "__extra__" and not any(marker in key for marker in MEASURE_MARKERS)
-        }
+        natural_key = {column: row.get(column) for column in _identity_columns(tuple(row))}
         return UsageRecorded(
             event_id=identities.event_id(natural_key),
             occurred_at=start,
@@ -214,6 +211,16 @@ class FocusCsv:
                 format=self.format_name, file_name=context.file_name, row_number=row_number, raw_sha256=sha256_hex(raw)
             ),
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _identity_columns(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the columns that identify a row: all but the measured amounts, worked out once per header."""
+    return tuple(
+        column
+        for column in columns
+        if column != "__extra__" and not any(marker in column for marker in MEASURE_MARKERS)
+    )
 
 
 def _tags(cell: str | None) -> dict[str, str]:
