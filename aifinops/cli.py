@@ -198,14 +198,14 @@ def report_command(tenant: str | None, as_json: bool) -> None:
 
 @main.command("replay")
 def replay_command() -> None:
-    """Send every stored usage event again, for recovery after a broker lost its data.
+    """Send every stored ingest event again (usage, provider costs, seats, GPU), for recovery after a broker loss.
 
     Consumers skip event ids they already stored, so a replay adds only what was lost.
     """
     from services.ingest.replay import replay_usage_events
 
     count = asyncio.run(replay_usage_events(_settings()))
-    console.print(f"replayed {count} usage events")
+    console.print(f"replayed {count} ingest events")
 
 
 @main.command("demo")

@@ -31,7 +31,7 @@ from shared.topics import SUBSCRIPTIONS, group_id
 log = get_logger(__name__)
 
 SERVICES = ("ingest", "allocation", "risk", "value", "optimizer")
-# The webhook source the local tools (demo, tests, bench) sign their requests as; it may write to any tenant.
+# The webhook source that the local tools (demo, tests, bench) sign their requests as. It may write to any tenant.
 LOCAL_WEBHOOK_SOURCE = "aifinops-local"
 
 

@@ -12,7 +12,7 @@ from shared.service import ServiceRuntime, run_service
 async def main() -> None:
     settings = IngestSettings()
     runtime = ServiceRuntime("ingest", settings)
-    # A webhook answers 202 once its events are stored; sending waits briefly, then the relay takes over.
+    # A webhook responds with 202 once its events are stored. Sending waits briefly, then the relay takes over.
     recorder = Recorder(runtime.database, runtime.outbox, runtime.dead_letters, send_timeout_s=5.0)
     await runtime.run(TABLES, http_app=build_webhook_app(recorder, settings), http_port=settings.http_port)
 

@@ -1,7 +1,7 @@
 """Batch import of a provider export file, as run by ``aifinops import``.
 
 The command writes to the ingest service's database and outbox directly, so an
-import works while the ingest service is down; the service's relay sends any
+import works while the ingest service is down. The service's relay sends any
 event the command could not send.
 """
 
@@ -79,8 +79,8 @@ async def import_file(
     """Import one provider file into the ingest tables and send its new events.
 
     ``observed_at`` dates snapshots whose rows carry no time (seat lists, metric scrapes
-    without timestamps) and ``currency`` names the currency of exports without a
-    currency column; formats that do not need them ignore them.
+    without timestamps). ``currency`` names the currency of exports without a currency
+    column. Formats that do not need them ignore them.
     """
     normaliser, detected = choose_normaliser(path, format_name)
     database = Database(settings.database_url_for("ingest"))

@@ -4,7 +4,7 @@ A sender names its source in ``x-aifinops-source``, the Unix time in seconds in
 ``x-aifinops-timestamp`` and ``sha256=<hex>`` in ``x-aifinops-signature``, where the
 hex digest is HMAC-SHA256 under the source's secret over the bytes
 ``<timestamp>.<body>``. The receiver rejects a timestamp more than five minutes
-away from its own clock, so a captured request cannot be replayed later; a replay
+away from its own clock, so a captured request cannot be replayed later. A replay
 inside the window carries the same body and is recorded once, as a duplicate.
 Signatures are compared in constant time.
 
@@ -144,7 +144,9 @@ def verify_request(
     ]
     if missing:
         raise SignatureRejected(f"missing signing headers: {', '.join(missing)}")
-    assert name is not None and timestamp is not None and signature is not None
+    assert name is not None
+    assert timestamp is not None
+    assert signature is not None
     source = sources.get(name)
     if source is None:
         raise SignatureRejected(f"unknown webhook source {name[:64]!r}")

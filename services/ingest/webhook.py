@@ -12,13 +12,13 @@ of them). Checks run in this order, each with its own status:
 - 409 a restatement of events recorded before with other content;
 - 503 the database is unavailable, so the sender should retry.
 
-The answer is 202 only after every event is stored in the ingest database (claimed
-id, evidence and outbox row in one transaction), so a 202 never loses data even if
-the broker is down at that moment; the outbox relay sends it later. A payload is
-all or nothing. Re-delivering a payload answers 202 with every event a duplicate.
+The response is 202 only after every event is stored in the ingest database
+(claimed id, evidence and outbox row in one transaction), so a 202 never loses data
+even if the broker is down at that moment. The outbox relay sends it later. A
+payload is all or nothing, and re-delivering it gets 202 with every event a duplicate.
 
 Query parameters: ``observed_at`` (RFC 3339) dates snapshots whose rows carry no
-time, and ``currency`` (ISO 4217) is the currency of exports without a currency column.
+time. ``currency`` (ISO 4217) is the currency of exports without a currency column.
 """
 
 from __future__ import annotations

@@ -135,12 +135,12 @@ async def test_restated_row_is_a_conflict(database: Database, tmp_path: Path) ->
     assert "was recorded before from v1 row 1" in summary.rejections[0].reason
     assert await count(database, EVENTS, tenant) == 6
     async with database.engine.connect() as connection:
-        kept = (await connection.execute(select(REJECTED).where(REJECTED.c.tenant == tenant))).one()
-    assert kept.field_path == "(event identity)"
-    assert json.loads(kept.raw)["output_tokens"] == "10700.0"  # the restated row itself is kept for review
+        rejected_row = (await connection.execute(select(REJECTED).where(REJECTED.c.tenant == tenant))).one()
+    assert rejected_row.field_path == "(event identity)"
+    assert json.loads(rejected_row.raw)["output_tokens"] == "10700.0"  # the restated row itself is kept for review
 
 
-async def test_bad_rows_go_to_table_and_dead_letter_topic(stack: Stack, tmp_path: Path) -> None:
+async def test_bad_rows_are_dead_lettered(stack: Stack, tmp_path: Path) -> None:
     tenant = unique_tenant("bad-rows")
     with (EXAMPLES / "data" / "focus_1.0_sample_trimmed.csv").open(newline="") as source:
         reader = csv.DictReader(source)
@@ -161,10 +161,12 @@ async def test_bad_rows_go_to_table_and_dead_letter_topic(stack: Stack, tmp_path
     database = Database(stack.settings().database_url_for("ingest"))
     try:
         async with database.engine.connect() as connection:
-            kept = (await connection.execute(select(REJECTED).where(REJECTED.c.tenant == tenant))).one()
+            rejected_row = (await connection.execute(select(REJECTED).where(REJECTED.c.tenant == tenant))).one()
     finally:
         await database.dispose()
-    assert (kept.file_name, kept.row_number, kept.field_path) == ("focus_broken.csv", 3, "ChargePeriodStart")
+    assert rejected_row.file_name == "focus_broken.csv"
+    assert rejected_row.row_number == 3
+    assert rejected_row.field_path == "ChargePeriodStart"
 
     letters = await dead_letters_for(stack, tenant)
     assert len(letters) == 1

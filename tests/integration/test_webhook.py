@@ -59,8 +59,8 @@ async def test_three_deliveries_record_once(stack: Stack) -> None:
     assert {row.channel for row in rows} == {"webhook"}
     assert all(row.received_at is not None for row in rows)
     # The provider's own result is kept with each event, so any cost can be traced to it.
-    kept = sorted(json.loads(row.raw)["starting_at"] for row in rows)
-    assert kept == ["2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z"]
+    starts = sorted(json.loads(row.raw)["starting_at"] for row in rows)
+    assert starts == ["2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z"]
 
 
 async def test_unsigned_request_is_rejected(stack: Stack) -> None:

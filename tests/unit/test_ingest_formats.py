@@ -1,7 +1,7 @@
 """Every provider format read from its real or documented sample file, with the figures worked out by hand.
 
 Files under tests/fixtures/ingest and examples/data are listed with their sources in the
-SOURCES.md beside them; the constructed ones say which documentation they follow.
+SOURCES.md beside them, and the constructed ones name the documentation they follow.
 """
 
 from __future__ import annotations
@@ -607,7 +607,7 @@ class TestSeats:
         assert second.seat_holder == "octokitten"
         assert second.pending_cancellation_date == "2021-11-01"
 
-    def test_seat_list_without_observed_at_is_dated_by_day(self) -> None:
+    def test_seat_list_dated_by_day(self) -> None:
         rows = read_path(DATA / "github_copilot_billing_seats_list.json")
         assert isinstance(rows[1].event, SeatActivityReported)
         assert rows[1].event.as_of == datetime(2026, 11, 20, tzinfo=UTC)  # the UTC day it was received

@@ -46,7 +46,7 @@ def canonical_bytes(value: Any) -> bytes:
 
 
 def load_json_or_lines(stream: IO[bytes], what: str) -> list[Any]:
-    """Read one JSON document, or newline-delimited JSON (one document a line); return the documents.
+    """Read one JSON document, or newline-delimited JSON with one document a line, and return the documents.
 
     A single document that is a list is returned as is, so a JSON array, a page object
     and NDJSON all come back as a list of items to normalise.
@@ -103,7 +103,7 @@ class BucketResult:
 
 
 def bucket_results(buckets: list[Any], time_keys: tuple[str, str]) -> Iterator[BucketResult]:
-    """Yield every result of every bucket, numbered from 1; a malformed bucket is one rejected row.
+    """Yield every result of every bucket, numbered from 1, and a malformed bucket as one rejected row.
 
     The evidence of a result is its bucket's two time fields plus the result itself, so
     each row can be traced and compared on its own. Buckets without results yield nothing.

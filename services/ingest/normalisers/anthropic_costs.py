@@ -1,9 +1,9 @@
 """Anthropic Admin API cost report (``/v1/organizations/cost_report``).
 
 The cost report is Anthropic's own statement, not a bill of record, so each result
-becomes a provider-cost-reported event for reconciliation; it never adds to spend.
-``amount`` is a decimal string in cents of ``currency`` (``"123.78912"`` USD is
-1.2378912 USD); it is divided by 100 exactly. ``cost_type`` (tokens, web_search,
+becomes a provider-cost-reported event for reconciliation and never adds to spend.
+``amount`` is a decimal string in cents of ``currency``, divided by 100 exactly:
+``"123.78912"`` USD is 1.2378912 USD. ``cost_type`` (tokens, web_search,
 code_execution, session_usage) is kept as the line item and ``token_type`` as
 written (``uncached_input_tokens``, ``cache_creation.ephemeral_1h_input_tokens`` ...).
 """

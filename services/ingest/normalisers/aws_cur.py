@@ -7,10 +7,10 @@ FOCUS export treats them:
 
 - Usage, DiscountedUsage (reserved instances): usage; billed cost is the unblended
   cost, effective cost is ``reservation/EffectiveCost`` for discounted usage.
-- SavingsPlanCoveredUsage: usage billed at 0, because its unblended cost (the
-  on-demand price) is cancelled by a SavingsPlanNegation line and the plan's fee
-  lines carry the charge; the effective cost is ``savingsPlan/SavingsPlanEffectiveCost``.
-  A SavingsPlanNegation line is therefore read as empty, not as a charge.
+- SavingsPlanCoveredUsage: usage billed at 0, because a SavingsPlanNegation line
+  cancels its unblended cost (the on-demand price) and the plan's fee lines carry the
+  charge. Its effective cost is ``savingsPlan/SavingsPlanEffectiveCost``, and the
+  SavingsPlanNegation line is read as empty, not as a charge.
 - SavingsPlanRecurringFee, SavingsPlanUpfrontFee, RIFee, Fee: purchases.
 - Tax: tax. Credit and the discount lines (EdpDiscount, BundledDiscount,
   PrivateRateDiscount, DistributorDiscount): credits. Refund: refund. Negative
@@ -23,8 +23,8 @@ usage types like ``EUW2-NovaLite-input-tokens`` or ``EU-Qwen3-32B-input-tokens-b
 Anthropic models bill as AWS Marketplace products named ``"<Model> (Amazon
 Bedrock Edition)"`` with usage types like ``USW2-MP:USW2_InputTokenCount-Units``.
 The model and token kind are read from those spellings. Token counts are not put
-into usage buckets because CUR states them in ``pricing/unit`` blocks whose size is
-not documented per model; the amount stays in ``consumed_quantity`` with its unit.
+into usage buckets, because CUR states them in ``pricing/unit`` blocks whose size is
+not documented per model. The amount stays in ``consumed_quantity`` with its unit.
 GPU instance hours (``product/gpu`` GPUs per instance) become GPU-seconds.
 """
 
@@ -120,7 +120,7 @@ def _token_type(usage_type: str) -> str | None:
 def bedrock_reading(
     product_code: str | None, product_name: str | None, usage_type: str
 ) -> tuple[str | None, dict[str, str]]:
-    """Return the model and tags (token type, deployment) of an Amazon Bedrock line; (None, {}) for other lines."""
+    """Return the model and tags (token type, deployment) of an Amazon Bedrock line, or (None, {}) for other lines."""
     if product_name and product_name.endswith(BEDROCK_EDITION):
         model: str | None = product_name[: -len(BEDROCK_EDITION)].strip() or None
     elif product_code == "AmazonBedrock":
@@ -263,7 +263,7 @@ class AwsCur:
 
     @staticmethod
     def _product(row: dict[str, str]) -> dict[str, str]:
-        """Read CUR 2.0's ``product`` map column (JSON); CUR 1 has one column per product attribute instead."""
+        """Read CUR 2.0's ``product`` map column (JSON). CUR 1 has one column per product attribute instead."""
         text = (row.get("product") or "").strip()
         if not text:
             return {}

@@ -7,15 +7,15 @@ agreement types, so they are matched without regard to case. Reading rules:
 
 - ``Date`` is a calendar day (``2026-05-01``, or ``05/01/2026`` month first as EA
   exports write it) and the charge covers that UTC day.
-- ``ChargeType`` keeps its own category: Purchase, Tax, Refund; unused reservation
-  or savings-plan hours and rounding are adjustments. A Usage row with a negative
+- ``ChargeType`` keeps its own category (Purchase, Tax, Refund), and unused
+  reservation or savings-plan hours and rounding are adjustments. A Usage row with a negative
   cost is a refund, never netted into usage.
 - Azure OpenAI meters (``MeterCategory`` "Azure OpenAI") also give the model, token
-  kind and deployment as tags (see ``azure_meters``); the quantity stays in the
-  export's own unit (``UnitOfMeasure``) because exports are not consistent about
+  kind and deployment as tags (see ``azure_meters``). The quantity stays in the
+  export's own unit (``UnitOfMeasure``), because exports are not consistent about
   whether ``Quantity`` counts tokens or blocks of a million.
 - An export without a currency column needs the currency named on import
-  (``--currency``); a row is never given a guessed currency.
+  (``--currency``), so that no row gets a guessed currency.
 """
 
 from __future__ import annotations

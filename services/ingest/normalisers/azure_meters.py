@@ -4,7 +4,7 @@ Azure names each AI meter in free text, with abbreviations that vary between
 model generations: ``GPT 5 outpt Glbl 1M Tokens``, ``gpt-4o-0806-Inp-glbl Tokens``,
 ``gpt 4.1 nano cached Inp glbl Tokens``, ``o3 mini 0131 Batch Outp Data Zone Tokens``
 (spellings from the Azure retail prices API). The reading below is best effort and
-only adds tags: a bill line's cost is always the billed cost, whatever the meter says.
+only adds tags. A bill line's cost is the billed cost whatever the meter name reads.
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
 """Anthropic Claude Code analytics report (``/v1/organizations/usage_report/claude_code``).
 
 Each record is one actor's day (``date`` is an RFC 3339 UTC midnight) with a
-``model_breakdown``; every model entry becomes one usage event priced from the
+``model_breakdown``. Every model entry becomes one usage event priced from the
 catalogue. The token counts follow Anthropic's messages usage convention, in
 which input, cache reads and cache writes never overlap, so they map one to one:
 ``input`` to uncached input, ``cache_read`` to cache reads, ``cache_creation`` to
 cache writes. ``estimated_cost.amount`` is in cents and is kept as the provider's
 cost for reconciliation (1025 cents is 10.25 USD), never as the cost itself.
 
-The actor is a user (``email_address``) or an API key (``api_key_name``); both go
-to ``user_id``, with ``actor_type`` in the tags. The per-day productivity metrics
+The actor is a user (``email_address``) or an API key (``api_key_name``). Either
+goes to ``user_id``, with ``actor_type`` in the tags. The per-day productivity metrics
 (sessions, lines of code, commits) are not usage and stay in the evidence only.
 """
 

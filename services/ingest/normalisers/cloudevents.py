@@ -4,9 +4,9 @@ Input is one event in structured JSON mode (``application/cloudevents+json``), a
 JSON array of them (``application/cloudevents-batch+json``), or one event a line.
 Envelope attributes, per CloudEvents 1.0:
 
-- ``specversion`` must be ``"1.0"``; ``id`` and ``source`` are required non-empty
-  strings, and together they are the event's identity, as in OpenMeter: the same
-  ``source`` and ``id`` sent again is a duplicate. An empty or missing id is rejected.
+- ``specversion`` must be ``"1.0"``. ``id`` and ``source`` are required non-empty
+  strings, and together they are the event's identity, as in OpenMeter. The same
+  ``source`` and ``id`` sent again is a duplicate, and an empty or missing id is rejected.
 - ``type`` names the meter (kept as the event's description); ``subject`` is who
   the usage is for and goes to the tag ``subject``.
 - ``time`` is an RFC 3339 instant with a zone; it dates the usage when ``data``
@@ -18,8 +18,8 @@ misspelt quantity cannot be dropped silently:
 - ``provider`` (required): who supplied the usage, such as ``openai`` or ``in-house``.
 - ``quantities`` (required unless ``pricing_basis`` is ``provider_billed``): usage
   bucket name to amount, such as ``{"input_uncached_tokens": 1200, "gpu_seconds":
-  "3600.5"}``; bucket names are those of ``shared.events.UsageBucket``, tokens
-  whole numbers, nothing negative.
+  "3600.5"}``. Bucket names are those of ``shared.events.UsageBucket``, token counts
+  are whole numbers and no amount is negative.
 - ``model``, ``service``, ``region``, ``description``: strings.
 - ``service_tier``: standard (default), batch, flex or priority.
 - ``period_start``, ``period_end``: RFC 3339; both default to ``time``.
@@ -169,7 +169,8 @@ class CloudEventsUsage:
         unknown = sorted(set(data) - DATA_FIELDS)
         if unknown:
             raise RowRejected(
-                f"{path}.data.{unknown[0]}", f"is not a known field; known: {', '.join(sorted(DATA_FIELDS))}"
+                f"{path}.data.{unknown[0]}",
+                f"is not a known field; the known fields are {', '.join(sorted(DATA_FIELDS))}",
             )
         provider = optional_str(data.get("provider"), f"{path}.data.provider")
         if provider is None:
@@ -230,15 +231,15 @@ class CloudEventsUsage:
 
     @staticmethod
     def _dimensions(data: dict[str, Any], envelope: dict[str, Any], path: str) -> UsageDimensions:
-        given = object_at(data, "dimensions", f"{path}.data.dimensions")
-        unknown = sorted(set(given) - {*DIMENSION_FIELDS, "tags"})
+        stated = object_at(data, "dimensions", f"{path}.data.dimensions")
+        unknown = sorted(set(stated) - {*DIMENSION_FIELDS, "tags"})
         if unknown:
             raise RowRejected(f"{path}.data.dimensions.{unknown[0]}", "is not a known dimension")
-        tags_value = object_at(given, "tags", f"{path}.data.dimensions.tags")
+        tags_value = object_at(stated, "tags", f"{path}.data.dimensions.tags")
         for key, value in tags_value.items():
             if not isinstance(value, str):
                 raise RowRejected(f"{path}.data.dimensions.tags.{key}", "must be a string")
         subject = optional_str(envelope.get("subject"), f"{path}.subject")
         tags = string_tags(tags_value) | string_tags({"subject": subject})
-        values = {name: optional_str(given.get(name), f"{path}.data.dimensions.{name}") for name in DIMENSION_FIELDS}
+        values = {name: optional_str(stated.get(name), f"{path}.data.dimensions.{name}") for name in DIMENSION_FIELDS}
         return UsageDimensions(**values, tags=tags)

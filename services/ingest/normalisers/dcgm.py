@@ -1,9 +1,9 @@
 """NVIDIA DCGM exporter metrics in the Prometheus text format: mean GPU utilisation over a window.
 
 The input is one scrape or several concatenated. Samples are grouped into one
-series per GPU and attribution (host, GPU UUID, and the ``namespace``, ``pod`` and
-``container`` labels, or their ``exported_`` forms after a Prometheus relabel);
-each series becomes one GPU-utilisation event with the mean of its
+series per GPU and attribution: host, GPU UUID, and the ``namespace``, ``pod`` and
+``container`` labels (or their ``exported_`` forms after a Prometheus relabel).
+Each series becomes one GPU-utilisation event with the mean of its
 ``DCGM_FI_DEV_GPU_UTIL`` samples (percent), or of ``DCGM_FI_PROF_GR_ENGINE_ACTIVE``
 (a ratio, times 100) when the exporter only has profiling metrics. The latest
 framebuffer used and free samples (MiB) give the memory figures; used plus free
@@ -153,6 +153,7 @@ class DcgmExporterMetrics:
             raise RowRejected("Hostname", "is missing: the samples name no Hostname or instance label")
         if item.gpu_id is None:
             raise RowRejected("UUID", "is missing: the samples name no GPU UUID or gpu index")
+
         samples = item.samples()
         times = [at or context.observed_at for at, _ in samples]
         if any(at is None for at in times):
@@ -162,10 +163,12 @@ class DcgmExporterMetrics:
         mean = sum(values, Decimal(0)) / len(values)
         if not Decimal(0) <= mean <= Decimal(100):
             raise RowRejected(UTILISATION_PERCENT, f"mean utilisation {mean} is outside 0 to 100 percent")
+
         used = item.memory.get("used")
         total = None
         if used is not None and "free" in item.memory:
             total = used + item.memory["free"] + item.memory.get("reserved", Decimal(0))
+
         start, end = min(placed), max(placed)
         natural_key = {
             "host": item.host,

@@ -1,11 +1,11 @@
 """Google Cloud billing export (standard or detailed usage cost table), as flattened CSV or as NDJSON.
 
 Every row is a line of a bill of record: its cost is ``cost`` in ``currency``. The
-export comes two ways: as CSV with dotted column names (``service.description``) and
-the repeated fields written inside a cell as JSON or as Python literals (``[{'key':
-'goog-resource-type', 'value': 'bigquery_resource'}]``, as BigQuery-to-CSV tools
-write them), or as newline-delimited JSON with nested objects, which is flattened
-to the same dotted names. Reading rules:
+export comes in two shapes. One is CSV with dotted column names
+(``service.description``), where the repeated fields sit inside a cell as JSON or
+as Python literals (``[{'key': 'goog-resource-type', 'value': 'bigquery_resource'}]``),
+as BigQuery-to-CSV tools write them. The other is newline-delimited JSON with nested
+objects, which is flattened to the same dotted names. Reading rules:
 
 - ``usage_start_time``/``usage_end_time`` carry a zone (``+00:00`` or `` UTC``); one
   without a zone is rejected.
@@ -17,7 +17,7 @@ to the same dotted names. Reading rules:
 - Vertex AI rows (service ``C7E2-9256-1C43``) also give the model and token kind
   read from the SKU description, such as ``Gemini 2.5 Pro Text Input``, as a best effort.
 - The event identity hashes every field except the measured amounts, so a restated
-  row is caught as a conflict; rows that Google appends later as corrections have
+  row is caught as a conflict. Rows that Google appends later as corrections have
   their own ``export_time`` and are new rows.
 """
 
@@ -113,9 +113,13 @@ def vertex_reading(sku_description: str | None) -> tuple[str | None, str | None]
     if not sku_description:
         return None, None
     lowered = sku_description.lower()
-    kind = "output" if "output" in lowered else "input" if "input" in lowered else None
-    if "cach" in lowered and kind == "input":
+    kind = None
+    if "output" in lowered:
+        kind = "output"
+    elif "cach" in lowered and "input" in lowered:
         kind = "cached_input"
+    elif "input" in lowered:
+        kind = "input"
     match = _SKU_MODEL_END.search(sku_description)
     if match is None or match.start() == 0:
         return None, kind

@@ -5,12 +5,16 @@ from the catalogue, with LiteLLM's own ``spend`` (``response_cost`` in the loggi
 payload), in US dollars, kept as the provider cost for reconciliation. The event id
 derives from the request id, so a record that arrives twice is recorded once.
 
-Token convention: LiteLLM reports usage the way OpenAI does, so ``prompt_tokens``
-includes cached, cache-write and audio input tokens and ``completion_tokens``
-includes reasoning and audio output tokens; the details come from the usage object
-(``metadata.usage_object`` in a spend log, ``response.usage`` in the payload).
-Each part is subtracted into its own bucket; a part larger than its total, or a
+Token convention: LiteLLM reports usage the way OpenAI does. ``prompt_tokens``
+includes cached, cache-write and audio input tokens, and ``completion_tokens``
+includes reasoning and audio output tokens. The parts come from the usage object
+(``metadata.usage_object`` in a spend log, ``response.usage`` in the payload), and
+each is moved into its own bucket. A part larger than its total, or a
 ``total_tokens`` that is not prompt plus completion, rejects the record.
+
+NOTE: for Anthropic models LiteLLM is assumed to count cache reads and cache
+writes inside ``prompt_tokens`` as well; check one record against Anthropic's
+usage report before relying on the split.
 
 Reading rules:
 
@@ -97,9 +101,12 @@ def split_tokens(
             "total_tokens",
             f"is {total}, but prompt_tokens {prompt} + completion_tokens {completion} = {prompt + completion}",
         )
-    cached = _detail(usage, "prompt_tokens_details", "cached_tokens", usage_path) or (
-        whole_number(usage.get("cache_read_input_tokens"), f"{usage_path}.cache_read_input_tokens", required=False) or 0
-    )
+
+    # OpenAI-style usage objects name cached input in the details, Anthropic-style ones at the top level.
+    cached = _detail(usage, "prompt_tokens_details", "cached_tokens", usage_path)
+    if not cached:
+        path = f"{usage_path}.cache_read_input_tokens"
+        cached = whole_number(usage.get("cache_read_input_tokens"), path, required=False) or 0
     cache_write = (
         whole_number(
             usage.get("cache_creation_input_tokens"), f"{usage_path}.cache_creation_input_tokens", required=False
@@ -109,6 +116,7 @@ def split_tokens(
     audio_in = _detail(usage, "prompt_tokens_details", "audio_tokens", usage_path)
     reasoning = _detail(usage, "completion_tokens_details", "reasoning_tokens", usage_path)
     audio_out = _detail(usage, "completion_tokens_details", "audio_tokens", usage_path)
+
     uncached = prompt - cached - cache_write - audio_in
     if uncached < 0:
         raise RowRejected(
@@ -121,6 +129,7 @@ def split_tokens(
             "completion_tokens",
             f"completion_tokens {completion} is less than reasoning {reasoning} + audio {audio_out}",
         )
+
     buckets = {
         UsageBucket.INPUT_UNCACHED_TOKENS: uncached,
         UsageBucket.CACHE_READ_TOKENS: cached,

@@ -1,9 +1,9 @@
 """OpenAI's own cost statements: the costs API (``/v1/organization/costs``) and the dashboard's daily cost export.
 
 Neither is a bill of record, so each result becomes a provider-cost-reported event
-that allocation compares with the cost it computes from usage; it never adds to
-spend. Amounts are dollars written as JSON numbers (read as their exact decimal
-text, never as binary floats) with a lower-case currency (``usd``).
+that allocation compares with the cost it computes from usage, and it never adds
+to spend. Amounts are dollars written as JSON numbers, read as their exact decimal
+text and never as binary floats, with a lower-case currency (``usd``).
 
 ``line_item`` is kept as written and also split when it has a known shape:
 ``"<model>, <token kind>"`` (``"ft-gpt-4o-2024-08-06, input"``) gives the model and
@@ -129,6 +129,7 @@ class OpenAICosts:
         end = epoch_seconds(item.bucket.get("end_time"), f"{item.bucket_path}.end_time")
         if end < start:
             raise RowRejected(f"{item.bucket_path}.end_time", f"is before start_time ({end} < {start})")
+
         amount = object_at(result, "amount", f"{field_path}.amount")
         value = decimal_value(amount.get("value"), f"{field_path}.amount.value")
         assert value is not None

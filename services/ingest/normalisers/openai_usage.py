@@ -1,8 +1,8 @@
 """OpenAI organization usage API (``/v1/organization/usage/<endpoint>``), one format per endpoint.
 
-A page holds buckets (``start_time``/``end_time`` as Unix seconds) and each bucket
-holds results grouped by whatever ``group_by`` the caller asked for; ungrouped
-keys are null. The input may be one page object or a list of buckets (pages joined).
+A page contains buckets (``start_time``/``end_time`` as Unix seconds), and each
+bucket contains results grouped by the ``group_by`` of the request. Keys that were
+not grouped by are null. The input may be one page object or a list of buckets (pages joined).
 
 Token conventions of the completions endpoint, per OpenAI's API reference:
 ``input_tokens`` counts text input and includes ``input_cached_tokens`` and
@@ -76,6 +76,7 @@ def token_buckets(result: dict[str, Any], field_path: str) -> dict[UsageBucket, 
     )
     output = whole_number(result.get("output_tokens"), _path(field_path, "output_tokens"))
     assert total_input is not None and output is not None  # required fields never come back None
+
     uncached = total_input - cached - cache_write
     if uncached < 0:
         raise RowRejected(
@@ -92,6 +93,7 @@ def token_buckets(result: dict[str, Any], field_path: str) -> dict[UsageBucket, 
             f"is {stated} but input_tokens {total_input} - input_cached_tokens {cached} - input_cache_write_tokens "
             f"{cache_write} = {uncached}",
         )
+
     buckets = {
         UsageBucket.INPUT_UNCACHED_TOKENS: uncached,
         UsageBucket.CACHE_READ_TOKENS: cached,
@@ -223,6 +225,7 @@ class OpenAIUsage:
         end = epoch_seconds(item.bucket.get("end_time"), f"{item.bucket_path}.end_time")
         if end < start:
             raise RowRejected(f"{item.bucket_path}.end_time", f"is before start_time ({end} < {start})")
+
         quantities = self.endpoint.quantities(result, field_path)
         requests = whole_number(result.get("num_model_requests"), f"{field_path}.num_model_requests", required=False)
         tags = string_tags(
@@ -236,6 +239,7 @@ class OpenAIUsage:
         )
         model = optional_str(result.get("model"), f"{field_path}.model")
         tier = service_tier(result.get("batch"), result.get("service_tier"), field_path)
+
         natural_key = {
             "start": start.isoformat(),
             "end": end.isoformat(),

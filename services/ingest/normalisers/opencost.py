@@ -1,6 +1,6 @@
 """OpenCost allocation API response (``/allocation/compute`` or ``/allocation``): cluster cost per workload.
 
-The response holds a list of allocation sets (one per step of the query), each a
+The response contains a list of allocation sets (one per step of the query), each a
 map from name (a namespace, pod, controller ... as aggregated) to an allocation.
 Every allocation becomes one usage line whose cost is its ``totalCost``, as a line
 of a bill of record. GPU time becomes GPU-seconds from ``gpuHours``, which keeps
@@ -103,6 +103,7 @@ class OpenCostAllocation:
             decimal_value(allocation.get("gpuHours"), f"{field_path}.gpuHours", required=False),
             f"{field_path}.gpuHours",
         )
+
         properties = object_at(allocation, "properties", f"{field_path}.properties")
         tags = string_tags({name: properties.get(name) for name in PROPERTY_TAGS})
         labels = properties.get("labels")
@@ -110,6 +111,7 @@ class OpenCostAllocation:
             tags |= {f"label:{key}": value for key, value in string_tags(labels).items()}
         name = optional_str(allocation.get("name"), f"{field_path}.name")
         tags |= string_tags({"allocation": name})
+
         quantities = {UsageBucket.GPU_SECONDS: gpu_hours * SECONDS_PER_HOUR} if gpu_hours else {}
         dimensions = UsageDimensions(
             resource_id=optional_str(properties.get("providerID"), f"{field_path}.properties.providerID"), tags=tags

@@ -5,10 +5,10 @@ seat-entitlement event; risk and the optimizer read them for unused seats.
 
 Dating: a Microsoft report states its ``reportRefreshDate``. GitHub's seat list and
 billing details state no time of their own, so they are dated at the import's
-``observed_at`` (``--observed-at``) and otherwise at the UTC midnight of the day they
-are received: one snapshot per day, and the same list sent again that day is a
-duplicate. A list that changed within the day is a conflict; pass ``--observed-at``
-to record it as a new snapshot.
+``observed_at`` (``--observed-at``), or else at the UTC midnight of the day they are
+received. That makes one snapshot per day, and the same list sent again that day
+is a duplicate. A list that changed within the day is a conflict, so pass
+``--observed-at`` to record it as a new snapshot.
 
 GitHub timestamps carry offsets (``2021-10-14T00:53:32-06:00``) and are kept as
 instants. Microsoft dates (``2024-06-12``) are calendar days, read as UTC midnight;
@@ -157,6 +157,7 @@ class GitHubCopilotSeats:
         holder = optional_str(assignee.get("login") or assignee.get("slug"), f"{field_path}.assignee.login")
         if holder is None:
             raise RowRejected(f"{field_path}.assignee.login", "is missing")
+
         team = object_at(seat, "assigning_team", f"{field_path}.assigning_team")
         last_activity = seat.get("last_activity_at")
         editor = optional_str(seat.get("last_activity_editor"), f"{field_path}.last_activity_editor")
@@ -164,6 +165,7 @@ class GitHubCopilotSeats:
         if pending is not None:
             utc_day(pending, f"{field_path}.pending_cancellation_date")  # must be a valid date
         plan = optional_str(seat.get("plan_type"), f"{field_path}.plan_type")
+
         vendor, product = GITHUB
         return SeatActivityReported(
             event_id=identities.event_id({"as_of": as_of.isoformat(), "holder": holder, "plan": plan}),
@@ -297,6 +299,7 @@ class Microsoft365CopilotUsage:
         holder = optional_str(record.get("userPrincipalName"), "userPrincipalName")
         if holder is None:
             raise RowRejected("userPrincipalName", "is missing")
+
         last_activity = record.get("lastActivityDate")
         last_at = utc_day(last_activity, "lastActivityDate")[0] if last_activity else None
         latest_app: tuple[datetime, str] | None = None
@@ -305,11 +308,13 @@ class Microsoft365CopilotUsage:
                 day = utc_day(record[name], name)[0]
                 if latest_app is None or day > latest_app[0]:
                     latest_app = (day, app)
+
         period = record.get("reportPeriod")
         periods = record.get("copilotActivityUserDetailsByPeriod")
         if period is None and isinstance(periods, list) and periods and isinstance(periods[0], dict):
             period = periods[0].get("reportPeriod")
         tags = string_tags({"report_period_days": str(period) if period is not None else None})
+
         vendor, product = MICROSOFT
         return SeatActivityReported(
             event_id=identities.event_id({"as_of": as_of.isoformat(), "holder": holder, "period": tags}),
