@@ -31,6 +31,14 @@ SAMPLE_FILES = (
     "dashboard_export_usage_completions.tsv",
     "docs_example_usage_report_messages.json",
     "focus_1.0_sample_trimmed.csv",
+    "cookbook_real_costs_buckets.json",
+    "litellm_spend_logs_payload.json",
+    "aws_cur2_bedrock_gpu_constructed.csv",
+    "azure_cost_export_openai_constructed.csv",
+    "gcp_billing_export_vertex_ai_constructed.ndjson",
+    "cloudevents_gpu_cluster_constructed.json",
+    "dcgm_exporter_scrapes_constructed.prom",
+    "github_copilot_billing_seats_list.json",
 )
 WEBHOOK_SAMPLE = ("anthropic-usage-report", "anthropic_usage_webhook_2026-11.json")
 OUTCOMES_FILE = "outcomes.csv"
