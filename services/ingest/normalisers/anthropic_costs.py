@@ -15,10 +15,12 @@ from typing import IO
 
 from services.ingest.normalisers._json import BucketResult, bucket_results, load_json, page_items
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     currency_code,
     decimal_value,
     optional_str,
@@ -48,8 +50,8 @@ class AnthropicCostReport:
                     continue
                 try:
                     event = self._event(item, context, identities)
-                except RowRejected as error:
-                    yield RowResult(item.row_number, item.raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(item.row_number, item.raw, error=as_rejection(error))
                 else:
                     yield RowResult(item.row_number, item.raw, event=event)
         finally:
@@ -67,7 +69,7 @@ class AnthropicCostReport:
         assert cents is not None
         currency = currency_code(result.get("currency"), f"{field_path}.currency")
         tier_name = result.get("service_tier")
-        if tier_name not in _TIERS:
+        if not isinstance(tier_name, str | None) or tier_name not in _TIERS:
             raise RowRejected(f"{field_path}.service_tier", f"unknown service tier {tier_name!r}")
         tags = string_tags(
             {

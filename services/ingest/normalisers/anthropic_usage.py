@@ -13,10 +13,12 @@ from typing import IO, Any
 
 from services.ingest.normalisers._json import bucket_results, load_json, page_items
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     optional_str,
     rfc3339,
     sha256_hex,
@@ -60,8 +62,8 @@ class AnthropicUsageReport:
                         item.row_number,
                         item.raw,
                     )
-                except RowRejected as error:
-                    yield RowResult(item.row_number, item.raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(item.row_number, item.raw, error=as_rejection(error))
                 else:
                     yield RowResult(item.row_number, item.raw, event=event)
         finally:
@@ -116,7 +118,7 @@ class AnthropicUsageReport:
         }
         quantities = {bucket_name: count for bucket_name, count in counts.items() if count is not None}
         tier_name = result.get("service_tier")
-        if tier_name not in _TIERS:
+        if not isinstance(tier_name, str | None) or tier_name not in _TIERS:
             raise RowRejected(f"{field_path}.service_tier", f"unknown service tier {tier_name!r}")
         tags = {
             name: value

@@ -20,10 +20,12 @@ from typing import IO, Any
 
 from services.ingest.normalisers._json import canonical_bytes, load_json, page_items
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     currency_code,
     decimal_value,
     object_at,
@@ -75,8 +77,8 @@ class ClaudeCodeUsageReport:
                         event = self._event(
                             record, record_path, entry, field_path, context, identities, row_number, raw
                         )
-                    except RowRejected as error:
-                        yield RowResult(row_number, raw, error=error)
+                    except ROW_ERRORS as error:
+                        yield RowResult(row_number, raw, error=as_rejection(error))
                     else:
                         yield RowResult(row_number, raw, event=event)
         finally:
@@ -98,7 +100,7 @@ class ClaudeCodeUsageReport:
         start, end = utc_day(record.get("date"), f"{record_path}.date")
         actor = object_at(record, "actor", f"{record_path}.actor")
         actor_type = actor.get("type")
-        if actor_type not in _ACTOR_KEYS:
+        if not isinstance(actor_type, str) or actor_type not in _ACTOR_KEYS:
             raise RowRejected(f"{record_path}.actor.type", f"must be user_actor or api_actor, got {actor_type!r}")
         actor_key = _ACTOR_KEYS[actor_type]
         actor_name = optional_str(actor.get(actor_key), f"{record_path}.actor.{actor_key}")

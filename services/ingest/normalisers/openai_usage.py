@@ -21,10 +21,12 @@ from typing import IO, Any
 
 from services.ingest.normalisers._json import BucketResult, bucket_results, load_json, page_items
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     epoch_seconds,
     optional_str,
     sha256_hex,
@@ -57,7 +59,7 @@ def service_tier(batch: Any, tier: Any, field_path: str) -> ServiceTier:
     key = tier.lower() if isinstance(tier, str) else tier
     if key == "":
         key = None
-    if key not in _TIERS:
+    if not isinstance(key, str | None) or key not in _TIERS:
         raise RowRejected(_path(field_path, "service_tier"), f"unknown service tier {tier!r}")
     return _TIERS[key]
 
@@ -203,8 +205,8 @@ class OpenAIUsage:
                     continue
                 try:
                     event = self._event(item, context, identities)
-                except RowRejected as error:
-                    yield RowResult(item.row_number, item.raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(item.row_number, item.raw, error=as_rejection(error))
                 else:
                     yield RowResult(item.row_number, item.raw, event=event)
         finally:
