@@ -62,6 +62,7 @@ def import_command(
     as a whole cannot be read.
     """
     from services.ingest.batch import import_file
+    from services.ingest.importer import InvalidTenant
     from services.ingest.normalisers import FormatError, UnknownFormat
     from services.ingest.normalisers.base import RowRejected, currency_code, rfc3339
 
@@ -94,7 +95,7 @@ def import_command(
                     currency=currency_name,
                 )
             )
-        except UnknownFormat as error:
+        except (UnknownFormat, InvalidTenant) as error:
             errors.print(f"error: {error}")
             sys.exit(2)
         except FormatError as error:

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from aiokafka.errors import KafkaError
 
-from services.ingest.importer import ImportSummary, Recorder, file_sha256
+from services.ingest.importer import ImportSummary, Recorder, file_sha256, validate_tenant
 from services.ingest.normalisers import ImportContext, Normaliser, detect_format, normaliser_for
 from services.ingest.tables import TABLES
 from shared.consumer import DeadLetters
@@ -82,6 +82,7 @@ async def import_file(
     without timestamps). ``currency`` names the currency of exports without a currency
     column. Formats that do not need them ignore them.
     """
+    validate_tenant(tenant)
     normaliser, detected = choose_normaliser(path, format_name)
     database = Database(settings.database_url_for("ingest"))
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="aifinops-import")

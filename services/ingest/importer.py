@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from shared.topics import EVENT_TOPICS, partition_key
 
 log = get_logger(__name__)
 
+# Tenant names: letters, digits and . _ : @ - after a letter or digit, at most 128 characters.
+TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 BATCH_ROWS = 2000
 MAX_REPORTED_REJECTIONS = 50
 PROGRESS_LOG_ROWS = 100_000
@@ -124,6 +127,20 @@ class _Candidate:
         )
 
 
+class InvalidTenant(ValueError):
+    """A tenant name that is empty, too long or has characters outside TENANT_PATTERN."""
+
+
+def validate_tenant(tenant: str) -> str:
+    """Return the tenant name, or raise InvalidTenant saying what a valid name looks like."""
+    if not TENANT_PATTERN.fullmatch(tenant):
+        raise InvalidTenant(
+            f"invalid tenant {tenant[:64]!r}: use 1 to 128 letters, digits and . _ : @ -, "
+            "starting with a letter or digit"
+        )
+    return tenant
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -186,6 +203,7 @@ class Recorder:
         ``collect_event_ids`` keeps the accepted ids in the summary; file imports leave
         it off so that memory stays bounded however long the file is.
         """
+        validate_tenant(context.tenant)
         summary = ImportSummary(normaliser.format_name, context.file_name, input_sha256)
         import_id = str(uuid.uuid4())
         await self._start_import(import_id, summary, context)

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from services.ingest.importer import ConflictingEvents, Recorder
+from services.ingest.importer import ConflictingEvents, InvalidTenant, Recorder, validate_tenant
 from services.ingest.normalisers import NORMALISERS, FormatError, ImportContext, InvalidSyntax, Normaliser
 from services.ingest.normalisers.base import RowRejected, currency_code, rfc3339
 from services.ingest.settings import IngestSettings
@@ -121,6 +121,10 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
             rejections.warning("webhook.rejected", error.reason[:40], status=401, reason=error.reason)
             return _error(error.status_code, error.reason)
         tenant = request.headers.get(TENANT_HEADER) or settings.tenant
+        try:
+            validate_tenant(tenant)
+        except InvalidTenant as error:
+            return _error(400, f"{TENANT_HEADER}: {error}")
         if not source.may_write(tenant, settings.tenant):
             rejections.warning("webhook.rejected", "tenant", status=403, source=source.name, tenant=tenant[:64])
             return _error(403, f"source {source.name!r} may not write to tenant {tenant[:64]!r}")

@@ -130,6 +130,12 @@ async def test_restatement_is_a_conflict(stack: Stack) -> None:
     assert len(await stored_rows(stack, tenant)) == 2  # nothing of the second payload was stored
 
 
+async def test_invalid_tenant_is_rejected(stack: Stack) -> None:
+    response = await post_signed(stack, ANTHROPIC_PATH, ANTHROPIC, "x" * 600)
+    assert response.status_code == 400
+    assert "invalid tenant" in response.json()["error"]
+
+
 async def test_unknown_format(stack: Stack) -> None:
     response = await post_signed(stack, "/v1/usage/carrier-pigeon", b"{}")
     assert response.status_code == 404

@@ -584,6 +584,14 @@ class TestDcgm:
         assert a10g.window_end == datetime(2026, 11, 3, 10, 2, tzinfo=UTC)
         assert a10g.dimensions.tags == {"namespace": "llm-serving", "pod": "vllm-7d9f8c6b5-x2k4p", "container": "vllm"}
 
+    def test_overlong_label_names_the_field(self) -> None:
+        text = (DATA / "dcgm_exporter_scrapes_constructed.prom").read_text()
+        rows = read_bytes("dcgm-exporter", text.replace("ip-10-0-12-34", "h" * 600).encode())
+        assert rows[0].event is not None  # the T4 series is unaffected
+        assert rows[1].error is not None
+        assert rows[1].error.field_path == "host"
+        assert "at most 512 characters" in rows[1].error.reason
+
     def test_broken_sample_line(self) -> None:
         with pytest.raises(FormatError, match="line 1"):
             read_bytes("dcgm-exporter", b'DCGM_FI_DEV_GPU_UTIL{gpu="0" 12\n')

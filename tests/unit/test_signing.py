@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from services.ingest.importer import InvalidTenant, validate_tenant
 from services.ingest.signing import (
     SIGNATURE_HEADER,
     SOURCE_HEADER,
@@ -121,3 +122,14 @@ def test_invalid_secrets_file(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(SecretsFileError, match=message) as raised:
         load_sources(path)
     assert "m" * 32 not in str(raised.value)
+
+
+@pytest.mark.parametrize("tenant", ["acme", "team.ml-platform", "org:42", "a" * 128])
+def test_valid_tenant_names(tenant: str) -> None:
+    assert validate_tenant(tenant) == tenant
+
+
+@pytest.mark.parametrize("tenant", ["", "-acme", "a b", "a" * 129, "acme\n", "../etc", "ac/me"])
+def test_invalid_tenant_names(tenant: str) -> None:
+    with pytest.raises(InvalidTenant, match="1 to 128"):
+        validate_tenant(tenant)

@@ -38,11 +38,13 @@ from typing import IO
 
 from services.ingest.normalisers._csv import read_rows
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     currency_code,
     decimal_value,
     sha256_hex,
@@ -158,8 +160,8 @@ class AwsCur:
                     continue
                 try:
                     event = self._event(row, line_type, row_number, raw, context, identities)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
                 else:
                     yield RowResult(row_number, raw, event=event)
         finally:

@@ -28,11 +28,13 @@ from typing import IO
 from services.ingest.normalisers._csv import read_rows
 from services.ingest.normalisers.azure_meters import read_meter
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     currency_code,
     decimal_value,
     sha256_hex,
@@ -139,8 +141,8 @@ class AzureCostExport:
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
                 try:
                     event = self._event(row, columns, row_number, raw, context, identities)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
                 else:
                     yield RowResult(row_number, raw, event=event)
         finally:

@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any, Protocol
 
+from pydantic import ValidationError
+
 from shared.events import (
     GpuUtilisationReported,
     ProviderCostReported,
@@ -33,6 +35,22 @@ class RowRejected(Exception):
         super().__init__(f"{field_path}: {reason}")
         self.field_path = field_path
         self.reason = reason
+
+
+def as_rejection(error: RowRejected | ValidationError) -> RowRejected:
+    """Turn an event model's validation error into a row rejection that names the field."""
+    if isinstance(error, RowRejected):
+        return error
+    details = error.errors()
+    if not details:
+        return RowRejected("(row)", str(error)[:300])
+    path = ".".join(str(part) for part in details[0]["loc"]) or "(row)"
+    return RowRejected(path, f"{details[0]['msg']} (the {error.title} event rejects it)")
+
+
+# What a normaliser catches around one row: its own rejections, and the event models' own checks on values
+# that the normaliser passes through unchecked (a label longer than 512 characters, a utilisation above 100 %).
+ROW_ERRORS = (RowRejected, ValidationError)
 
 
 class FormatError(Exception):

@@ -41,10 +41,12 @@ from typing import IO, Any
 
 from services.ingest.normalisers._json import canonical_bytes, load_json_or_lines
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     currency_code,
     decimal_value,
     object_at,
@@ -134,8 +136,8 @@ class CloudEventsUsage:
                 raw = canonical_bytes(envelope)
                 try:
                     event = self._event(envelope, f"[{index}]", context, identities, row_number, raw)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
                 else:
                     yield RowResult(row_number, raw, event=event)
         finally:

@@ -26,12 +26,14 @@ from decimal import Decimal, InvalidOperation
 from typing import IO
 
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
     InvalidSyntax,
     RowRejected,
     RowResult,
+    as_rejection,
     sha256_hex,
     string_tags,
 )
@@ -108,8 +110,8 @@ class DcgmExporterMetrics:
                     continue
                 try:
                     event = self._event(item, context, identities, row_number, raw)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
                 else:
                     yield RowResult(row_number, raw, event=event)
         finally:

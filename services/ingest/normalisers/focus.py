@@ -31,11 +31,13 @@ from typing import IO
 from services.ingest.normalisers._csv import read_rows
 from services.ingest.normalisers.azure_meters import read_meter
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     decimal_value,
     sha256_hex,
     string_tags,
@@ -129,8 +131,8 @@ class FocusCsv:
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
                 try:
                     yield RowResult(row_number, raw, event=self._event(row, row_number, raw, context, identities))
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
         finally:
             identities.close()
 

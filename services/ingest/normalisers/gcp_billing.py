@@ -33,11 +33,13 @@ from typing import IO, Any
 from services.ingest.normalisers._csv import peek, read_rows
 from services.ingest.normalisers._json import canonical_bytes, load_json_or_lines
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     currency_code,
     decimal_value,
     optional_str,
@@ -148,8 +150,8 @@ class GcpBillingExport:
                     continue
                 try:
                     event, credits = self._events(row, row_number, raw, context, identities)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
                 else:
                     yield RowResult(row_number, raw, event=event, related=credits)
         finally:

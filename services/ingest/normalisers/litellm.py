@@ -38,10 +38,12 @@ from typing import IO, Any
 from services.ingest.normalisers._csv import peek, read_rows
 from services.ingest.normalisers._json import canonical_bytes, load_json_or_lines
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     decimal_value,
     non_negative,
     optional_str,
@@ -157,8 +159,8 @@ class _LiteLLMRecords:
             for row_number, record, raw in self._records(stream):
                 try:
                     event = self._event(record, row_number, raw, context, identities)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
                 else:
                     yield RowResult(row_number, raw, event=event, empty=event is None)
         finally:

@@ -21,11 +21,13 @@ from typing import IO, Any
 from services.ingest.normalisers._csv import read_rows
 from services.ingest.normalisers._json import BucketResult, bucket_results, load_json, page_items
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     currency_code,
     decimal_value,
     epoch_seconds,
@@ -112,8 +114,8 @@ class OpenAICosts:
                     continue
                 try:
                     event = self._event(item, context, identities)
-                except RowRejected as error:
-                    yield RowResult(item.row_number, item.raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(item.row_number, item.raw, error=as_rejection(error))
                 else:
                     yield RowResult(item.row_number, item.raw, event=event)
         finally:
@@ -177,8 +179,8 @@ class OpenAIDashboardCosts:
                     continue
                 try:
                     event = self._event(row, row_number, raw, context, identities)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
                 else:
                     yield RowResult(row_number, raw, event=event)
         finally:

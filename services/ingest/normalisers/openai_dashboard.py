@@ -14,11 +14,13 @@ from typing import IO
 
 from services.ingest.normalisers._csv import read_rows
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     epoch_seconds,
     optional_str,
     sha256_hex,
@@ -55,8 +57,8 @@ class OpenAIDashboardUsageExport:
                     continue
                 try:
                     yield RowResult(row_number, raw, event=self._event(row, row_number, raw, context, identities))
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
         finally:
             identities.close()
 

@@ -24,11 +24,13 @@ from typing import IO, Any
 
 from services.ingest.normalisers._json import canonical_bytes, load_json
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     decimal_value,
     non_negative,
     object_at,
@@ -74,8 +76,8 @@ class OpenCostAllocation:
                     raw = canonical_bytes(allocation)
                     try:
                         event = self._event(allocation, field_path, currency, context, identities, row_number, raw)
-                    except RowRejected as error:
-                        yield RowResult(row_number, raw, error=error)
+                    except ROW_ERRORS as error:
+                        yield RowResult(row_number, raw, error=as_rejection(error))
                     else:
                         yield RowResult(row_number, raw, event=event)
         finally:

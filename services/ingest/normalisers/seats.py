@@ -25,11 +25,13 @@ from typing import IO, Any
 from services.ingest.normalisers._csv import peek, read_rows
 from services.ingest.normalisers._json import canonical_bytes, load_json
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     object_at,
     optional_str,
     rfc3339,
@@ -97,8 +99,8 @@ class GitHubCopilotSeats:
                 raw = canonical_bytes({"total_seats": total, "as_of": as_of.isoformat()})
                 try:
                     event = self._entitlement(total, seats, as_of, context, identities, row_number, raw)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
                 else:
                     yield RowResult(row_number, raw, event=event)
             for index, seat in enumerate(seats):
@@ -106,8 +108,8 @@ class GitHubCopilotSeats:
                 raw = canonical_bytes(seat)
                 try:
                     event = self._seat(seat, f"seats[{index}]", as_of, context, identities, row_number, raw)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
                 else:
                     yield RowResult(row_number, raw, event=event)
         finally:
@@ -204,8 +206,8 @@ class GitHubCopilotBilling:
         identities = IdentityAllocator(context.tenant, self.format_name)
         try:
             yield RowResult(1, raw, event=self._event(document, as_of, context, identities, raw))
-        except RowRejected as error:
-            yield RowResult(1, raw, error=error)
+        except ROW_ERRORS as error:
+            yield RowResult(1, raw, error=as_rejection(error))
         finally:
             identities.close()
 
@@ -261,8 +263,8 @@ class Microsoft365CopilotUsage:
             for row_number, record, raw in self._records(stream):
                 try:
                     event = self._event(record, row_number, raw, context, identities)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
                 else:
                     yield RowResult(row_number, raw, event=event)
         finally:
