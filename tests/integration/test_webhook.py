@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -61,6 +62,16 @@ async def test_three_deliveries_record_once(stack: Stack) -> None:
     # The provider's own result is kept with each event, so any cost can be traced to it.
     starts = sorted(json.loads(row.raw)["starting_at"] for row in rows)
     assert starts == ["2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z"]
+
+
+async def test_concurrent_deliveries_record_once(stack: Stack) -> None:
+    tenant = f"{TENANT}-concurrent"
+    responses = await asyncio.gather(*(post_signed(stack, ANTHROPIC_PATH, ANTHROPIC, tenant) for _ in range(12)))
+    assert {response.status_code for response in responses} == {202}
+    # 12 deliveries of 2 events: exactly 2 are accepted, whichever requests win, and 22 are duplicates.
+    assert sum(response.json()["accepted"] for response in responses) == 2
+    assert sum(response.json()["duplicate"] for response in responses) == 22
+    assert len(await stored_rows(stack, tenant)) == 2
 
 
 async def test_unsigned_request_is_rejected(stack: Stack) -> None:
