@@ -109,8 +109,8 @@ async def test_ledger_totals(report: dict[str, Any]) -> None:
     focus_unallocated = AWS_USAGE + AZURE_USAGE + ORACLE_USAGE_AND_ADJUSTMENTS - ML_PLATFORM - DATA_SCIENCE
     new_samples = LITELLM_GPT_4O + CUR_SPEND + AZURE_EXPORT_SPEND + GCP_SPEND + IN_HOUSE_SPEND
     assert usd(report["spend_by_team"]["unallocated"]) == focus_unallocated + new_samples
-    # 1 spec example + 26 cookbook + 6 dashboard + 1 Anthropic example + 200 FOCUS + 2 webhook results
-    # + 1 LiteLLM + 12 CUR (the negation line is empty) + 7 Azure + 5 Google Cloud (4 rows and a credit) + 2 CloudEvents
+    # 1 spec example + 26 cookbook + 6 dashboard + 1 Anthropic example + 200 FOCUS + 2 webhook results = 236,
+    # + 1 LiteLLM + 12 CUR (its negation line is empty) + 7 Azure + 5 Google Cloud (4 rows, 1 credit) + 2 CloudEvents
     assert report["cost_events"] == 263
     assert report["priced_events"] == 9
     assert report["provider_billed_events"] == 226
@@ -192,7 +192,7 @@ async def test_reimport_and_replay_change_nothing(stack: Stack, report: dict[str
     assert again.summary.accepted == 0
     assert again.summary.duplicates == 200
     replayed = await replay_usage_events(stack.settings())
-    # Every stored ingest event of every tenant is sent again; this tenant alone has 263 usage events,
+    # Every stored ingest event of every tenant is sent again. This tenant alone has 263 usage events,
     # 31 provider cost statements, 3 seat events and 2 GPU utilisation events.
     assert replayed >= 263 + 31 + 3 + 2
     await stack.wait_until_drained()

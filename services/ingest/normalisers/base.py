@@ -1,4 +1,4 @@
-"""What every normaliser shares: row results, rejection errors, deterministic event ids and value readers."""
+"""Parts every normaliser shares: row results, rejection errors, deterministic event ids and value readers."""
 
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ def as_rejection(error: RowRejected | ValidationError) -> RowRejected:
     return RowRejected(path, f"{details[0]['msg']} (the {error.title} event rejects it)")
 
 
-# What a normaliser catches around one row: its own rejections, and the event models' own checks on values
-# that the normaliser passes through unchecked (a label longer than 512 characters, a utilisation above 100 %).
+# Errors a normaliser catches around one row: its own rejections, and the event models' checks on values that
+# it passes through unchecked, such as a label longer than 512 characters or a utilisation above 100 %.
 ROW_ERRORS = (RowRejected, ValidationError)
 
 
@@ -69,7 +69,7 @@ IngestEvent = (
 
 @dataclass(frozen=True, slots=True)
 class ImportContext:
-    """Who an input is recorded for, and the facts about it that the input itself may not carry."""
+    """The tenant an input is recorded for, and facts about the input that its rows may not carry."""
 
     tenant: str
     correlation_id: str
