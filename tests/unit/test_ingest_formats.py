@@ -149,6 +149,17 @@ class TestOpenAIUsageEndpoints:
 
 
 class TestOpenAICosts:
+    def test_more_pages_are_announced(
+        self, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        page = json.loads((FIXTURES / "openai_usage_costs" / "spec_example_costs.json").read_text())
+        page.update(has_more=True, next_page="page_AAAAAGdGxdEiJdKOAAAAAGcqsYA=")
+        read_bytes("openai-costs", json.dumps(page).encode())
+        # structlog writes to stdout until a process configures it, and through logging afterwards.
+        logged = capsys.readouterr().out + caplog.text
+        assert "import.more_pages" in logged
+        assert "page_AAAAAGdGxdEiJdKOAAAAAGcqsYA=" in logged
+
     def test_spec_example_dollars_lower_case_currency(self) -> None:
         (event,) = cost_events(read_path(FIXTURES / "openai_usage_costs" / "spec_example_costs.json"))
         assert event.amount.amount == Decimal("0.06")
@@ -350,6 +361,12 @@ class TestAzure:
         assert usage == Decimal("6.55")
         assert billed(events[6]) == Decimal("9.53333")
         assert billed(events[5]) == Decimal("-1.5")
+
+    def test_month_first_dates(self) -> None:
+        text = (DATA / "azure_cost_export_openai_constructed.csv").read_text().replace("2026-11-03", "11/03/2026")
+        events = usage_events(read_bytes("azure-cost-export", text.encode()))
+        assert events[0].period_start == datetime(2026, 11, 3, tzinfo=UTC)
+        assert events[0].period_end == datetime(2026, 11, 4, tzinfo=UTC)
 
     def test_spruce_focus_lacks_required_columns(self) -> None:
         with pytest.raises(FormatError, match="ChargePeriodStart"):
@@ -717,6 +734,22 @@ class TestCloudEvents:
         (row,) = read_bytes("cloudevents", json.dumps(event).encode())
         assert row.error is not None
         assert row.error.field_path == field_path
+
+
+class TestFocusVersions:
+    def test_focus_1_2_service_provider_name(self) -> None:
+        text = (DATA / "focus_1.0_sample_trimmed.csv").read_text()
+        header, rest = text.split("\n", 1)
+        renamed = header.replace('"ProviderName"', '"ServiceProviderName"')
+        events = usage_events(read_bytes("focus-csv", f"{renamed}\n{rest}".encode()))
+        assert len(events) == 200
+        assert {event.provider for event in events} == {"aws", "azure", "oracle"}
+
+    def test_no_provider_column(self) -> None:
+        text = (DATA / "focus_1.0_sample_trimmed.csv").read_text()
+        header, rest = text.split("\n", 1)
+        with pytest.raises(FormatError, match="ProviderName or ServiceProviderName"):
+            read_bytes("focus-csv", f"{header.replace('ProviderName', 'Vendor')}\n{rest}".encode())
 
 
 class TestTimeAndSign:

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from services.ingest.normalisers.base import FormatError, InvalidSyntax, RowRejected
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 32
@@ -81,8 +84,14 @@ def _json_lines(data: bytes, what: str) -> list[Any]:
 
 
 def page_items(document: Any, what: str) -> list[Any]:
-    """Return the items of an API page (``{"data": [...]}``) or of a bare list of items."""
+    """Return the items of an API page (``{"data": [...]}``) or of a bare list of items.
+
+    A page whose ``has_more`` is true is one of several: its items are read, and a
+    warning names the next page so that the caller can fetch and import it too.
+    """
     if isinstance(document, dict) and isinstance(document.get("data"), list):
+        if document.get("has_more") is True:
+            log.warning("import.more_pages", input=what, next_page=str(document.get("next_page"))[:200])
         return list(document["data"])
     if isinstance(document, list):
         return document
