@@ -43,12 +43,41 @@ def main(log_level: str) -> None:
 @click.option("--format", "format_name", help="Input format; detected from the file when omitted.")
 @click.option("--tenant", help="Tenant to record the usage for; defaults to AIFINOPS_TENANT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def import_command(file: Path, format_name: str | None, tenant: str | None, as_json: bool) -> None:
-    """Import a provider export FILE; a re-import records nothing new. Exits 1 when any row was rejected."""
+@click.option(
+    "--observed-at",
+    help="When a snapshot without times of its own was taken (seat lists, GPU metric scrapes without "
+    "timestamps), as an RFC 3339 timestamp with a zone, such as 2026-05-01T12:00:00Z.",
+)
+@click.option(
+    "--currency",
+    help="ISO 4217 currency of an export that has amounts but no currency column (some Azure exports, "
+    "OpenCost); never overrides a stated currency.",
+)
+def import_command(
+    file: Path,
+    format_name: str | None,
+    tenant: str | None,
+    as_json: bool,
+    observed_at: str | None,
+    currency: str | None,
+) -> None:
+    """Import a provider export FILE; a re-import records nothing new.
+
+    Exits 1 when any row was rejected (invalid, or a restatement of a recorded row), 2 when the file
+    as a whole cannot be read.
+    """
     from services.ingest.batch import import_file
+    from services.ingest.importer import InvalidTenant
     from services.ingest.normalisers import FormatError, UnknownFormat
+    from services.ingest.normalisers.base import RowRejected, currency_code, rfc3339
 
     settings = _settings()
+    try:
+        observed = rfc3339(observed_at, "--observed-at") if observed_at else None
+        currency_name = currency_code(currency, "--currency") if currency else None
+    except RowRejected as error:
+        errors.print(f"error: {error.field_path} {error.reason}")
+        sys.exit(2)
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -67,9 +96,11 @@ def import_command(file: Path, format_name: str | None, tenant: str | None, as_j
                     tenant=tenant or settings.tenant,
                     format_name=format_name,
                     on_bytes=lambda size: progress.advance(task, size),
+                    observed_at=observed,
+                    currency=currency_name,
                 )
             )
-        except UnknownFormat as error:
+        except (UnknownFormat, InvalidTenant) as error:
             errors.print(f"error: {error}")
             sys.exit(2)
         except FormatError as error:
@@ -83,8 +114,15 @@ def import_command(file: Path, format_name: str | None, tenant: str | None, as_j
         console.print(f"{file.name}: format {result.normaliser.format_name} ({how})")
         console.print(
             f"  read {summary.rows_read}, accepted {summary.accepted}, duplicate {summary.duplicates}, "
-            f"rejected {summary.rejected}, empty {summary.empty}"
+            f"rejected {summary.rejected} (conflicting {summary.conflicts}), empty {summary.empty}",
+            highlight=False,
         )
+        if summary.rejected > len(summary.rejections):
+            console.print(
+                f"  the first {len(summary.rejections)} rejected rows follow; all are in ingest_rejected_rows "
+                "and on the dead-letter topic",
+                highlight=False,
+            )
         for rejection in summary.rejections:
             console.print(
                 f"  rejected row {rejection.row_number}: {rejection.field_path}: {rejection.reason}", highlight=False
@@ -99,7 +137,7 @@ def formats_command() -> None:
     from services.ingest.normalisers import NORMALISERS
 
     for name, normaliser in sorted(NORMALISERS.items()):
-        console.print(f"{name:28} {normaliser.description}", highlight=False)
+        console.print(f"{name:34} {normaliser.description}", highlight=False)
 
 
 @main.group("schemas")
@@ -166,14 +204,14 @@ def report_command(tenant: str | None, as_json: bool) -> None:
 
 @main.command("replay")
 def replay_command() -> None:
-    """Send every stored usage event again, for recovery after a broker lost its data.
+    """Send every stored ingest event again (usage, provider costs, seats, GPU), for recovery after a broker loss.
 
     Consumers skip event ids they already stored, so a replay adds only what was lost.
     """
     from services.ingest.replay import replay_usage_events
 
     count = asyncio.run(replay_usage_events(_settings()))
-    console.print(f"replayed {count} usage events")
+    console.print(f"replayed {count} ingest events")
 
 
 def _call(service: str, method: str, request: object) -> object:

@@ -30,11 +30,7 @@ from services.allocation.commands import commitments, render_drawdowns
 from services.allocation.commitments import Drawdown
 from services.allocation.settings import AllocationSettings
 from services.ingest.batch import import_file
-from services.ingest.normalisers import UnknownFormat
 from services.value.outcomes import rows_from_csv
-from shared.events import ProviderCostReported
-from shared.kafka import EventPublisher, OutgoingEvent
-from shared.topics import Topic
 
 DEMO_TENANT = "demo"
 
@@ -45,13 +41,20 @@ SAMPLE_FILES = (
     "dashboard_export_usage_completions.tsv",
     "docs_example_usage_report_messages.json",
     "focus_1.0_sample_trimmed.csv",
+    "cookbook_real_costs_buckets.json",
+    "litellm_spend_logs_payload.json",
+    "aws_cur2_bedrock_gpu_constructed.csv",
+    "azure_cost_export_openai_constructed.csv",
+    "gcp_billing_export_vertex_ai_constructed.ndjson",
+    "cloudevents_gpu_cluster_constructed.json",
+    "dcgm_exporter_scrapes_constructed.prom",
+    "github_copilot_billing_seats_list.json",
 )
 WEBHOOK_SAMPLE = ("anthropic-usage-report", "anthropic_usage_webhook_2026-11.json")
 OUTCOMES_FILE = "outcomes.csv"
 REIMPORTED_FILE = "dashboard_export_usage_completions.tsv"
 # OpenAI's own daily cost statement for the dashboard usage export's project, reconciled against computed cost.
 PROVIDER_COST_FILE = "dashboard_export_costs_daily.tsv"
-PROVIDER_COST_EVENTS = "dashboard_export_costs_daily.events.jsonl"
 # The demo's usage is from 2025 and 2026; commitments are projected as of the end of the last sample month.
 DEMO_AS_OF = datetime(2025, 10, 31, tzinfo=UTC)
 
@@ -145,10 +148,11 @@ async def feed_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> N
 
     format_name, file_name = WEBHOOK_SAMPLE
     async with httpx.AsyncClient(timeout=30) as client:
+        body = (examples / "data" / file_name).read_bytes()
         response = await client.post(
             stack.url("ingest", f"/v1/usage/{format_name}"),
-            content=(examples / "data" / file_name).read_bytes(),
-            headers={"x-aifinops-tenant": tenant},
+            content=body,
+            headers=stack.webhook_headers(body, tenant),
         )
         response.raise_for_status()
         say(
@@ -173,36 +177,10 @@ async def feed_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> N
 
 
 async def feed_provider_costs(stack: Stack, tenant: str, say: Callable[..., None]) -> None:
-    """Send OpenAI's daily cost statement, which allocation reconciles with the cost it computed from usage.
-
-    The export goes through ingest when ingest reads that format. Otherwise the demo publishes the same
-    statements as ``provider_cost.reported`` events transcribed from the export, one per day with a charge.
-    """
-    examples = examples_dir()
-    try:
-        result = await import_file(examples / "data" / PROVIDER_COST_FILE, settings=stack.settings(), tenant=tenant)
-    except UnknownFormat:
-        count = await publish_statement_events(stack, tenant, examples / "data" / PROVIDER_COST_EVENTS)
-        say(f"provider cost statements {PROVIDER_COST_FILE}: published {count} daily statements", highlight=False)
-        return
-    say(f"imported {PROVIDER_COST_FILE}: accepted {result.summary.accepted}", highlight=False)
-
-
-async def publish_statement_events(stack: Stack, tenant: str, path: Path) -> int:
-    publisher = EventPublisher(stack.bootstrap_servers, client_id="aifinops-demo")
-    await publisher.start()
-    try:
-        events = []
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            statement = ProviderCostReported.model_validate_json(line)
-            statement = statement.model_copy(update={"tenant": tenant, "event_id": f"{tenant}:{statement.event_id}"})
-            events.append(OutgoingEvent.of(Topic.PROVIDER_COST_REPORTED, statement, key=f"{statement.provider}"))
-        await publisher.publish(events)
-        return len(events)
-    finally:
-        await publisher.stop()
+    """Import OpenAI's daily cost statement, which allocation reconciles with the cost it computed from usage."""
+    path = examples_dir() / "data" / PROVIDER_COST_FILE
+    result = await import_file(path, settings=stack.settings(), tenant=tenant)
+    say(f"imported {PROVIDER_COST_FILE}: accepted {result.summary.accepted} daily statements", highlight=False)
 
 
 async def demo_commitments(stack: Stack, config: StackConfig) -> list[Drawdown]:

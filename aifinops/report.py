@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.allocation.tables import CostLedgerEntry, Reconciliation
+from services.ingest.tables import IngestRejectedRow, IngestUsageEvent
 from services.optimizer.tables import OptimizerRecommendation
 from services.risk.tables import RiskFinding
 from services.value.tables import ValueUnitEconomics
@@ -57,6 +59,9 @@ class Report:
     unallocated: dict[str, Decimal] = field(default_factory=dict)  # currency -> spend no rule owns
     unallocated_by_source: dict[str, dict[str, Decimal]] = field(default_factory=lambda: defaultdict(dict))
     reconciliation: list[dict[str, Any]] = field(default_factory=list)
+    # What ingest captured for the tenant: counts per format, rejected rows, provider cost statements,
+    # seats and GPU utilisation (see _read_capture).
+    capture: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         def money_map(values: dict[str, Decimal]) -> dict[str, str]:
@@ -85,6 +90,7 @@ class Report:
                 name: money_map(values) for name, values in sorted(self.unallocated_by_source.items())
             },
             "reconciliation": self.reconciliation,
+            "capture": self.capture,
         }
 
 
@@ -97,6 +103,7 @@ async def build_report(settings: ServiceSettings, tenant: str) -> Report:
     await _read_tickets(Database(settings.database_url_for("risk")), tenant, report)
     await _read_unallocated(Database(settings.database_url_for("allocation")), tenant, report)
     await _read_reconciliation(Database(settings.database_url_for("allocation")), tenant, report)
+    await _read_capture(Database(settings.database_url_for("ingest")), tenant, report)
     return report
 
 
@@ -403,6 +410,7 @@ def render_report(report: Report, console: Console) -> None:
     render_tickets(report, console)
     render_unallocated(report, console)
     render_reconciliation(report, console)
+    render_capture(report, console)
 
 
 async def _read_tickets(database: Database, tenant: str, report: Report) -> None:
@@ -518,3 +526,145 @@ def render_reconciliation(report: Report, console: Console) -> None:
 def _scope_and_model(row: dict[str, Any]) -> str:
     model = row["model"] or "all models"
     return f"{row['scope']} {model}" if row.get("scope") else model
+
+
+async def _read_capture(database: Database, tenant: str, report: Report) -> None:
+    """Summarise what ingest stored for the tenant, from its own tables (never from the cost ledger)."""
+    events = IngestUsageEvent.__table__  # type: ignore[attr-defined]
+    rejected = IngestRejectedRow.__table__  # type: ignore[attr-defined]
+    by_format: dict[str, dict[str, int]] = defaultdict(dict)
+    rejected_rows: dict[str, int] = {}
+    statements: list[dict[str, Any]] = []
+    try:
+        async with database.engine.connect() as connection:
+            counts = await connection.execute(
+                select(events.c.source_format, events.c.event_type, func.count())
+                .where(events.c.tenant == tenant)
+                .group_by(events.c.source_format, events.c.event_type)
+            )
+            for source_format, event_type, count in counts:
+                by_format[source_format][event_type] = int(count)
+            rejections = await connection.execute(
+                select(rejected.c.source_format, func.count())
+                .where(rejected.c.tenant == tenant)
+                .group_by(rejected.c.source_format)
+            )
+            rejected_rows = {source_format: int(count) for source_format, count in rejections}
+            detail = await connection.execute(
+                select(events.c.event_json).where(
+                    events.c.tenant == tenant,
+                    events.c.event_type.in_(
+                        (
+                            "provider_cost.reported",
+                            "seat.activity_reported",
+                            "seat.entitlement_reported",
+                            "gpu.utilisation_reported",
+                        )
+                    ),
+                )
+            )
+            statements = [json.loads(row.event_json) for row in detail]
+    finally:
+        await database.dispose()
+    report.capture = {
+        "events_by_format": {name: dict(sorted(types.items())) for name, types in sorted(by_format.items())},
+        "rejected_rows_by_format": dict(sorted(rejected_rows.items())),
+        "provider_cost_statements": _provider_costs(statements),
+        "seats": _seats(statements),
+        "gpu_utilisation": _gpus(statements),
+    }
+
+
+def _provider_costs(events: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    totals: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    for event in events:
+        if event["event_type"] == "provider_cost.reported":
+            _add(totals, event["provider"], event["amount"]["currency"], Decimal(event["amount"]["amount"]))
+    return {
+        provider: {currency: str(amount) for currency, amount in sorted(values.items())}
+        for provider, values in sorted(totals.items())
+    }
+
+
+def _seats(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per licensed product: seats paid for and assigned in the latest snapshot, and those idle 30 days or more."""
+    products: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in sorted(events, key=lambda item: item.get("as_of", "")):
+        if event["event_type"] not in ("seat.activity_reported", "seat.entitlement_reported"):
+            continue
+        key = (event["vendor"], event["product"])
+        entry = products.setdefault(
+            key,
+            {"vendor": key[0], "product": key[1], "as_of": None, "entitled": None, "assigned": 0, "idle_30_days": 0},
+        )
+        if entry["as_of"] != event["as_of"]:
+            entry.update(as_of=event["as_of"], assigned=0, idle_30_days=0)
+        if event["event_type"] == "seat.entitlement_reported":
+            entry["entitled"] = event["entitled_seats"]
+            continue
+        entry["assigned"] += 1
+        last = event.get("last_activity_at")
+        as_of = datetime.fromisoformat(event["as_of"])
+        if last is None or as_of - datetime.fromisoformat(last) >= timedelta(days=30):
+            entry["idle_30_days"] += 1
+    return [products[key] for key in sorted(products)]
+
+
+def _gpus(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(
+        (
+            {
+                "host": event["host"],
+                "gpu_id": event["gpu_id"],
+                "gpu_model": event.get("gpu_model"),
+                "window_start": event["window_start"],
+                "window_end": event["window_end"],
+                "utilisation_percent": event["utilisation_percent"],
+                "pod": event["dimensions"]["tags"].get("pod"),
+            }
+            for event in events
+            if event["event_type"] == "gpu.utilisation_reported"
+        ),
+        key=lambda item: (item["host"], item["gpu_id"], item["window_start"]),
+    )
+
+
+def render_capture(report: Report, console: Console) -> None:
+    """Print what ingest captured: events per format, rejected rows, cost statements, seats and GPUs."""
+    capture = report.capture
+    if not capture:
+        return
+    console.print()
+    table = Table(title="Captured by ingest (events per format)", title_justify="left")
+    table.add_column("format")
+    table.add_column("events")
+    table.add_column("rejected rows", justify="right")
+    for source_format, types in capture["events_by_format"].items():
+        described = ", ".join(f"{count} {event_type}" for event_type, count in types.items())
+        table.add_row(source_format, described, str(capture["rejected_rows_by_format"].get(source_format, 0)))
+    console.print(table)
+
+    if capture["provider_cost_statements"]:
+        console.print(
+            "Provider cost statements (compared with computed cost, not added to spend): "
+            + "; ".join(
+                f"{provider} {', '.join(f'{_shown(amount)} {currency}' for currency, amount in values.items())}"
+                for provider, values in capture["provider_cost_statements"].items()
+            ),
+            highlight=False,
+        )
+
+    for seat in capture["seats"]:
+        console.print(
+            f"Seats {seat['vendor']}/{seat['product']} as of {seat['as_of']}: {seat['entitled'] or '?'} paid, "
+            f"{seat['assigned']} assigned, {seat['idle_30_days']} without activity for 30 days or more",
+            highlight=False,
+        )
+
+    for gpu in capture["gpu_utilisation"]:
+        console.print(
+            f"GPU {gpu['gpu_model'] or gpu['gpu_id']} on {gpu['host']}"
+            + (f" (pod {gpu['pod']})" if gpu["pod"] else "")
+            + f": {Decimal(gpu['utilisation_percent']):.1f} % busy from {gpu['window_start']} to {gpu['window_end']}",
+            highlight=False,
+        )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from services.ingest.signing import signed_headers
 from shared.db import Database
 from shared.embedded_broker import EmbeddedBroker
 from shared.kafka import consumer_lag, ensure_topics
@@ -33,6 +34,8 @@ from shared.topics import SUBSCRIPTIONS, group_id
 log = get_logger(__name__)
 
 SERVICES = ("ingest", "allocation", "risk", "value", "optimizer")
+# The webhook source that the local tools (demo, tests, bench) sign their requests as. It may write to any tenant.
+LOCAL_WEBHOOK_SOURCE = "aifinops-local"
 
 
 @dataclass
@@ -53,6 +56,8 @@ class StackConfig:
     contracts: Path | None = None
     itsm_standin: bool = False  # start the local ITSM stand-in and point risk's connectors at it
     allocation_terms: Path | None = None
+    # Signing secret of LOCAL_WEBHOOK_SOURCE, new for every stack unless given.
+    webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
 
 
 @dataclass
@@ -107,6 +112,28 @@ class Stack:
     def grpc_target(self, service: str) -> str:
         return f"127.0.0.1:{self.processes[service].ports['grpc_port']}"
 
+    @property
+    def webhook_secrets_file(self) -> Path:
+        return self.config.run_dir / "webhook-sources.yaml"
+
+    def write_webhook_secrets(self) -> None:
+        """Write the ingest service's secrets file: one local source that may write to any tenant (mode 0600)."""
+        path = self.webhook_secrets_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = (
+            "# Written by aifinops.stack for this run only.\n"
+            f"sources:\n  {LOCAL_WEBHOOK_SOURCE}:\n    secret: {json.dumps(self.config.webhook_secret)}\n"
+            '    tenants: ["*"]\n'
+        )
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+
+    def webhook_headers(self, body: bytes, tenant: str) -> dict[str, str]:
+        """Headers that sign a webhook body as the local source and name its tenant."""
+        headers = signed_headers(LOCAL_WEBHOOK_SOURCE, self.config.webhook_secret.encode(), body)
+        return {**headers, "x-aifinops-tenant": tenant}
+
     def settings(self) -> ServiceSettings:
         """Settings that point a process of our own (the CLI, a test) at this stack's broker and databases."""
         return ServiceSettings(
@@ -128,6 +155,7 @@ class Stack:
             "AIFINOPS_GRPC_PORT": "0",
             "PYTHONUNBUFFERED": "1",
             "AIFINOPS_GRPC_TOKENS_FILE": str(self.tokens_file),
+            "INGEST_WEBHOOK_SECRETS_FILE": str(self.webhook_secrets_file.resolve()),
             **self.config.extra_env,
         }
         if self.config.database_url:
@@ -152,6 +180,7 @@ class Stack:
         (self.config.run_dir / "logs").mkdir(exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_tokens()
+        self.write_webhook_secrets()
         if not self.bootstrap_servers:
             self.broker = EmbeddedBroker(log_path=self.config.run_dir / "logs" / "broker.log")
             self.broker.start()

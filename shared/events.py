@@ -92,6 +92,9 @@ class UsageBucket(StrEnum):
     GPU_SECONDS = "gpu_seconds"
     SEATS = "seat_months"
     REQUESTS = "requests"  # billed per request, such as a per-call model fee
+    AUDIO_INPUT_TOKENS = "audio_input_tokens"  # audio input, cached audio included (OpenAI reports no split)
+    AUDIO_OUTPUT_TOKENS = "audio_output_tokens"
+    CHARACTERS = "characters"  # text characters billed by text-to-speech
 
 
 BUCKET_UNITS: dict[UsageBucket, str] = {
@@ -107,6 +110,9 @@ BUCKET_UNITS: dict[UsageBucket, str] = {
     UsageBucket.GPU_SECONDS: "seconds",
     UsageBucket.SEATS: "seat-months",
     UsageBucket.REQUESTS: "requests",
+    UsageBucket.AUDIO_INPUT_TOKENS: "tokens",
+    UsageBucket.AUDIO_OUTPUT_TOKENS: "tokens",
+    UsageBucket.CHARACTERS: "characters",
 }
 
 TOKEN_BUCKETS = frozenset(bucket for bucket, unit in BUCKET_UNITS.items() if unit == "tokens")

@@ -16,7 +16,8 @@ from shared.topics import Topic
 async def main() -> None:
     settings = IngestSettings()
     runtime = ServiceRuntime("ingest", settings)
-    recorder = Recorder(runtime.database, runtime.outbox, runtime.dead_letters)
+    # A webhook responds with 202 once its events are stored. Sending waits briefly, then the relay takes over.
+    recorder = Recorder(runtime.database, runtime.outbox, runtime.dead_letters, send_timeout_s=5.0)
     dead_letters = DeadLetterStore(runtime.database, runtime.publisher)
     runtime.subscribe(Topic.DEAD_LETTER, DeadLetterRecorded, dead_letters.handle)
     await runtime.run(

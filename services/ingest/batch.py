@@ -1,7 +1,7 @@
 """Batch import of a provider export file, as run by ``aifinops import``.
 
 The command writes to the ingest service's database and outbox directly, so an
-import works while the ingest service is down; the service's relay sends any
+import works while the ingest service is down. The service's relay sends any
 event the command could not send.
 """
 
@@ -11,12 +11,13 @@ import io
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from aiokafka.errors import KafkaError
 
-from services.ingest.importer import ImportSummary, Recorder, file_sha256
+from services.ingest.importer import ImportSummary, Recorder, file_sha256, validate_tenant
 from services.ingest.normalisers import ImportContext, Normaliser, detect_format, normaliser_for
 from services.ingest.tables import TABLES
 from shared.consumer import DeadLetters
@@ -72,7 +73,16 @@ async def import_file(
     tenant: str,
     format_name: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    observed_at: datetime | None = None,
+    currency: str | None = None,
 ) -> FileImport:
+    """Import one provider file into the ingest tables and send its new events.
+
+    ``observed_at`` dates snapshots whose rows carry no time (seat lists, metric scrapes
+    without timestamps). ``currency`` names the currency of exports without a currency
+    column. Formats that do not need them ignore them.
+    """
+    validate_tenant(tenant)
     normaliser, detected = choose_normaliser(path, format_name)
     database = Database(settings.database_url_for("ingest"))
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="aifinops-import")
@@ -89,6 +99,8 @@ async def import_file(
             received_at=utc_now(),
             file_name=path.name,
             channel="file",
+            observed_at=observed_at,
+            currency=currency,
         )
         with path.open("rb") as raw:
             stream: IO[bytes] = io.BufferedReader(CountingReader(raw, on_bytes)) if on_bytes else raw

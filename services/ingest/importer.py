@@ -1,21 +1,30 @@
 """Recording normalised rows: claim each event id, keep the evidence, queue the event, report the counts.
 
-Files and webhook payloads take the same path. Rows are stored in batches; in
-each batch the event ids are claimed (a duplicate key means the event was
-recorded before) in the same transaction that writes the evidence and the
-outbox rows, so a failed write followed by a retry still records each event once.
+Files and webhook payloads take the same path. Rows are stored in batches. Each
+batch claims its event ids in the same transaction that writes the evidence and
+the outbox rows, and a duplicate key means the event was recorded before. So a
+failed write followed by a retry still records each event once.
+
+An id that was claimed before is a duplicate when the stored row is byte for byte
+the same, and a conflict when it differs: the provider restated a row it had sent
+before. A conflict is rejected with its reason and kept with the rejected rows,
+never applied over the first version and never counted twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ingest.normalisers import ImportContext, Normaliser, RowResult
 from services.ingest.normalisers.base import IngestEvent
@@ -26,12 +35,20 @@ from shared.events import GpuUtilisationReported, SeatActivityReported, SeatEnti
 from shared.kafka import OutgoingEvent
 from shared.logging import get_logger
 from shared.outbox import Outbox
-from shared.topics import EVENT_TOPICS
+from shared.topics import EVENT_TOPICS, partition_key
 
 log = get_logger(__name__)
 
+# Tenant names: letters, digits and . _ : @ - after a letter or digit, at most 128 characters.
+TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 BATCH_ROWS = 2000
 MAX_REPORTED_REJECTIONS = 50
+PROGRESS_LOG_ROWS = 100_000
+CONFLICT_FIELD = "(event identity)"
+
+_EVENTS = IngestUsageEvent.__table__  # type: ignore[attr-defined]
+_REJECTED = IngestRejectedRow.__table__  # type: ignore[attr-defined]
+_IMPORTS = IngestImport.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +60,13 @@ class Rejection:
 
 @dataclass
 class ImportSummary:
+    """Counts of one import: rows read, rejected and empty; events accepted, duplicate and conflicting.
+
+    A row may yield several events (a billing row and its credits), so ``accepted``
+    and ``duplicates`` count events while the other counts are rows. Conflicting
+    events are also counted in ``rejected``.
+    """
+
     format_name: str
     file_name: str | None
     input_sha256: str
@@ -50,9 +74,15 @@ class ImportSummary:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    conflicts: int = 0
     empty: int = 0
     rejections: list[Rejection] = field(default_factory=list)
     accepted_event_ids: list[str] = field(default_factory=list)
+
+    def reject(self, row_number: int, field_path: str, reason: str) -> None:
+        self.rejected += 1
+        if len(self.rejections) < MAX_REPORTED_REJECTIONS:
+            self.rejections.append(Rejection(row_number, field_path, reason))
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -62,11 +92,53 @@ class ImportSummary:
             "accepted": self.accepted,
             "duplicate": self.duplicates,
             "rejected": self.rejected,
+            "conflicting": self.conflicts,
             "empty": self.empty,
             "rejections": [
                 {"row": item.row_number, "field": item.field_path, "reason": item.reason} for item in self.rejections
             ],
         }
+
+
+class ConflictingEvents(Exception):
+    """An all-or-nothing input restates events that were recorded before with other content."""
+
+    def __init__(self, summary: ImportSummary) -> None:
+        super().__init__(f"{summary.conflicts} events were recorded before with different content")
+        self.summary = summary
+
+
+@dataclass(slots=True)
+class _Candidate:
+    row: RowResult
+    event: IngestEvent
+    raw_sha256: str
+    event_json: str  # serialised once: stored as evidence and sent as the message value
+
+    def outgoing(self) -> OutgoingEvent:
+        event = self.event
+        return OutgoingEvent(
+            topic=str(EVENT_TOPICS[event.EVENT_TYPE]),
+            key=partition_key(event.tenant, stable_key(event)),
+            value=self.event_json.encode(),
+            event_id=event.event_id,
+            event_type=event.EVENT_TYPE,
+            correlation_id=event.correlation_id,
+        )
+
+
+class InvalidTenant(ValueError):
+    """A tenant name that is empty, too long or has characters outside TENANT_PATTERN."""
+
+
+def validate_tenant(tenant: str) -> str:
+    """Return the tenant name, or raise InvalidTenant saying what a valid name looks like."""
+    if not TENANT_PATTERN.fullmatch(tenant):
+        raise InvalidTenant(
+            f"invalid tenant {tenant[:64]!r}: use 1 to 128 letters, digits and . _ : @ -, "
+            "starting with a letter or digit"
+        )
+    return tenant
 
 
 def file_sha256(path: Path) -> str:
@@ -92,15 +164,26 @@ def stable_key(event: IngestEvent) -> str:
 
 
 class Recorder:
-    """Stores normalised rows for one tenant's input and sends the new events."""
+    """Stores normalised rows for one tenant's input and sends the new events.
+
+    Sending waits at most ``send_timeout_s`` per batch; events not sent by then stay in
+    the outbox, and the ingest service's relay sends them later.
+    """
 
     def __init__(
-        self, database: Database, outbox: Outbox, dead_letters: DeadLetters | None, *, send: bool = True
+        self,
+        database: Database,
+        outbox: Outbox,
+        dead_letters: DeadLetters | None,
+        *,
+        send: bool = True,
+        send_timeout_s: float = 60.0,
     ) -> None:
         self.database = database
         self.outbox = outbox
         self.dead_letters = dead_letters
         self.send = send
+        self.send_timeout_s = send_timeout_s
 
     async def record(
         self,
@@ -111,19 +194,40 @@ class Recorder:
         input_sha256: str,
         on_progress: Callable[[int], None] | None = None,
         all_or_nothing: bool = False,
+        collect_event_ids: bool = False,
     ) -> ImportSummary:
-        """Read every row of the input and record it; with ``all_or_nothing`` a single bad row records nothing."""
+        """Read every row of the input and record it.
+
+        With ``all_or_nothing`` (webhooks) one bad row records nothing, and an event
+        that conflicts with a stored one raises ConflictingEvents after rolling back.
+        ``collect_event_ids`` keeps the accepted ids in the summary; file imports leave
+        it off so that memory stays bounded however long the file is.
+        """
+        validate_tenant(context.tenant)
         summary = ImportSummary(normaliser.format_name, context.file_name, input_sha256)
         import_id = str(uuid.uuid4())
         await self._start_import(import_id, summary, context)
-        rows = normaliser.rows(stream, context)
-        if all_or_nothing:
-            rows = iter(self._validated_whole(rows, summary))
         try:
-            for batch in _batches(rows, BATCH_ROWS):
-                await self._record_batch(batch, summary, context, normaliser.format_name)
-                if on_progress is not None:
-                    on_progress(len(batch))
+            rows = normaliser.rows(stream, context)
+            if all_or_nothing:
+                whole = self._validated_whole(rows, summary)
+                if whole:
+                    await self._record_batch(whole, summary, context, collect_event_ids, all_or_nothing=True)
+            else:
+                for batch in _batches(rows, BATCH_ROWS):
+                    before = summary.rows_read
+                    await self._record_batch(batch, summary, context, collect_event_ids, all_or_nothing=False)
+                    if on_progress is not None:
+                        on_progress(len(batch))
+                    if summary.rows_read // PROGRESS_LOG_ROWS > before // PROGRESS_LOG_ROWS:
+                        log.info(
+                            "import.progress",
+                            format=summary.format_name,
+                            file=summary.file_name,
+                            read=summary.rows_read,
+                            accepted=summary.accepted,
+                            rejected=summary.rejected,
+                        )
         finally:
             await self._finish_import(import_id, summary)
         log.info(
@@ -131,10 +235,12 @@ class Recorder:
             format=summary.format_name,
             file=summary.file_name,
             tenant=context.tenant,
+            channel=context.channel,
             read=summary.rows_read,
             accepted=summary.accepted,
             duplicate=summary.duplicates,
             rejected=summary.rejected,
+            conflicting=summary.conflicts,
             empty=summary.empty,
         )
         return summary
@@ -144,103 +250,121 @@ class Recorder:
         failures = [row for row in materialised if row.error is not None]
         if failures:
             summary.rows_read = len(materialised)
-            summary.rejected = len(failures)
-            summary.rejections = [
-                Rejection(row.row_number, row.error.field_path, row.error.reason)  # type: ignore[union-attr]
-                for row in failures[:MAX_REPORTED_REJECTIONS]
-            ]
+            for row in failures:
+                assert row.error is not None
+                summary.reject(row.row_number, row.error.field_path, row.error.reason)
             return []
         return materialised
 
     async def _record_batch(
-        self, batch: list[RowResult], summary: ImportSummary, context: ImportContext, format_name: str
+        self,
+        batch: list[RowResult],
+        summary: ImportSummary,
+        context: ImportContext,
+        collect_event_ids: bool,
+        *,
+        all_or_nothing: bool,
     ) -> None:
-        received_at = context.received_at
-        event_rows: list[dict[str, object]] = []
-        outgoing: dict[str, OutgoingEvent] = {}
+        candidates: list[_Candidate] = []
         rejected_rows: list[dict[str, object]] = []
         for row in batch:
             summary.rows_read += 1
-            if row.empty:
+            if row.error is not None:
+                summary.reject(row.row_number, row.error.field_path, row.error.reason)
+                rejected_rows.append(_rejected_row(summary, context, row, row.error.field_path, row.error.reason))
+            elif row.events:
+                raw_sha256 = hashlib.sha256(row.raw).hexdigest()
+                candidates.extend(_Candidate(row, event, raw_sha256, event.model_dump_json()) for event in row.events)
+            else:
                 summary.empty += 1
-            elif row.error is not None:
-                summary.rejected += 1
-                if len(summary.rejections) < MAX_REPORTED_REJECTIONS:
-                    summary.rejections.append(Rejection(row.row_number, row.error.field_path, row.error.reason))
-                rejected_rows.append(
-                    {
-                        "tenant": context.tenant,
-                        "input_sha256": summary.input_sha256,
-                        "source_format": format_name,
-                        "channel": context.channel,
-                        "file_name": context.file_name,
-                        "row_number": row.row_number,
-                        "field_path": row.error.field_path,
-                        "reason": row.error.reason,
-                        "raw": row.raw,
-                        "received_at": received_at,
-                    }
-                )
-            elif row.event is not None:
-                event = row.event
-                event_json = event.model_dump_json()
-                event_rows.append(
-                    {
-                        "event_id": event.event_id,
-                        "event_type": event.EVENT_TYPE,
-                        "tenant": event.tenant,
-                        "source_format": format_name,
-                        "channel": context.channel,
-                        "file_name": context.file_name,
-                        "row_number": row.row_number,
-                        "raw": row.raw,
-                        "raw_sha256": event.evidence.raw_sha256 or "",
-                        "event_json": event_json,
-                        "received_at": received_at,
-                        "occurred_at": event.occurred_at,
-                    }
-                )
-                outgoing[event.event_id] = OutgoingEvent.of(EVENT_TOPICS[event.EVENT_TYPE], event, stable_key(event))
 
         async with self.database.transaction() as connection:
-            new_keys = await insert_new_rows(connection, IngestUsageEvent.__table__, event_rows, ["event_id"])  # type: ignore[attr-defined]
-            new_ids = {key[0] for key in new_keys}
-            fresh = [outgoing[event_id] for event_id in outgoing if event_id in new_ids]
-            await self.outbox.add(connection, fresh)
-            await insert_new_rows(
-                connection,
-                IngestRejectedRow.__table__,
-                rejected_rows,  # type: ignore[attr-defined]
-                ["tenant", "input_sha256", "row_number"],
-            )
+            fresh, duplicates, conflicts = await self._claim(connection, candidates, summary, context)
+            if conflicts and all_or_nothing:
+                for candidate, reason in conflicts:
+                    summary.conflicts += 1
+                    summary.reject(candidate.row.row_number, CONFLICT_FIELD, reason)
+                raise ConflictingEvents(summary)
+            outgoing = [item.outgoing() for item in fresh]
+            await self.outbox.add(connection, outgoing)
+            for candidate, reason in conflicts:
+                summary.conflicts += 1
+                summary.reject(candidate.row.row_number, CONFLICT_FIELD, reason)
+                rejected_rows.append(_rejected_row(summary, context, candidate.row, CONFLICT_FIELD, reason))
+            await insert_new_rows(connection, _REJECTED, rejected_rows, ["tenant", "input_sha256", "row_number"])
         summary.accepted += len(fresh)
-        summary.duplicates += len(outgoing) - len(fresh)
-        summary.accepted_event_ids.extend(event.event_id for event in fresh)
+        summary.duplicates += duplicates
+        if collect_event_ids:
+            summary.accepted_event_ids.extend(item.event.event_id for item in fresh)
 
         if not self.send:
             return
         try:
-            await self.outbox.send_now(fresh)
+            await asyncio.wait_for(self.outbox.send_now(outgoing), timeout=self.send_timeout_s)
         except Exception as error:  # stored in the outbox: the ingest service's relay sends it later
-            log.warning("import.send_deferred", events=len(fresh), error=repr(error)[:300])
-        if self.dead_letters is not None and rejected_rows:
-            try:
-                for rejected in rejected_rows:
-                    await self.dead_letters.send(
-                        original=rejected["raw"],  # type: ignore[arg-type]
-                        reason=f"{rejected['file_name'] or 'input'} row {rejected['row_number']}: "
-                        f"{rejected['field_path']}: {rejected['reason']}",
-                        tenant=context.tenant,
-                        field_path=str(rejected["field_path"]),
-                        correlation_id=context.correlation_id,
-                    )
-            except Exception as error:  # the rows are kept in ingest_rejected_rows either way
-                log.warning("import.dead_letter_failed", rows=len(rejected_rows), error=repr(error)[:300])
+            log.warning("import.send_deferred", events=len(outgoing), error=repr(error)[:300])
+        await self._dead_letter(rejected_rows, context)
+
+    async def _claim(
+        self, connection: AsyncConnection, candidates: list[_Candidate], summary: ImportSummary, context: ImportContext
+    ) -> tuple[list[_Candidate], int, list[tuple[_Candidate, str]]]:
+        """Insert the events whose ids are new; sort the others into duplicates and conflicts."""
+        first_in_batch: dict[str, _Candidate] = {}
+        repeats: list[_Candidate] = []
+        for candidate in candidates:
+            if candidate.event.event_id in first_in_batch:
+                repeats.append(candidate)
+            else:
+                first_in_batch[candidate.event.event_id] = candidate
+        rows = [_event_row(summary, context, candidate) for candidate in first_in_batch.values()]
+        inserted = {key[0] for key in await insert_new_rows(connection, _EVENTS, rows, ["event_id"])}
+        stored_before = [event_id for event_id in first_in_batch if event_id not in inserted]
+        previous = await _stored_versions(connection, stored_before)
+
+        fresh = [candidate for event_id, candidate in first_in_batch.items() if event_id in inserted]
+        duplicates = 0
+        conflicts: list[tuple[_Candidate, str]] = []
+        for event_id in stored_before:
+            candidate = first_in_batch[event_id]
+            stored_sha256, where = previous[event_id]
+            if stored_sha256 == candidate.raw_sha256:
+                duplicates += 1
+            else:
+                conflicts.append((candidate, _conflict_reason(event_id, where)))
+        for candidate in repeats:
+            first = first_in_batch[candidate.event.event_id]
+            if first.raw_sha256 == candidate.raw_sha256:
+                duplicates += 1
+            else:
+                where = f"row {first.row.row_number} of this input"
+                conflicts.append((candidate, _conflict_reason(candidate.event.event_id, where)))
+        return fresh, duplicates, conflicts
+
+    async def _dead_letter(self, rejected_rows: list[dict[str, object]], context: ImportContext) -> None:
+        if self.dead_letters is None or not rejected_rows:
+            return
+        try:
+            async with asyncio.timeout(self.send_timeout_s):
+                await self._send_dead_letters(rejected_rows, context)
+        except Exception as error:  # the rows are kept in ingest_rejected_rows either way
+            log.warning("import.dead_letter_failed", rows=len(rejected_rows), error=repr(error)[:300])
+
+    async def _send_dead_letters(self, rejected_rows: list[dict[str, object]], context: ImportContext) -> None:
+        assert self.dead_letters is not None
+        for rejected in rejected_rows:
+            await self.dead_letters.send(
+                original=rejected["raw"],  # type: ignore[arg-type]
+                reason=f"{rejected['file_name'] or 'input'} row {rejected['row_number']}: "
+                f"{rejected['field_path']}: {rejected['reason']}",
+                tenant=context.tenant,
+                field_path=str(rejected["field_path"]),
+                correlation_id=context.correlation_id,
+            )
 
     async def _start_import(self, import_id: str, summary: ImportSummary, context: ImportContext) -> None:
         async with self.database.transaction() as connection:
             await connection.execute(
-                IngestImport.__table__.insert().values(  # type: ignore[attr-defined]
+                _IMPORTS.insert().values(
                     import_id=import_id,
                     tenant=context.tenant,
                     channel=context.channel,
@@ -253,11 +377,10 @@ class Recorder:
             )
 
     async def _finish_import(self, import_id: str, summary: ImportSummary) -> None:
-        table = IngestImport.__table__  # type: ignore[attr-defined]
         async with self.database.transaction() as connection:
             await connection.execute(
-                update(table)
-                .where(table.c.import_id == import_id)
+                update(_IMPORTS)
+                .where(_IMPORTS.c.import_id == import_id)
                 .values(
                     finished_at=utc_now(),
                     rows_read=summary.rows_read,
@@ -268,6 +391,74 @@ class Recorder:
                     status="rejected" if summary.rejected else "done",
                 )
             )
+
+
+def _event_row(summary: ImportSummary, context: ImportContext, candidate: _Candidate) -> dict[str, Any]:
+    event = candidate.event
+    return {
+        "event_id": event.event_id,
+        "event_type": event.EVENT_TYPE,
+        "tenant": event.tenant,
+        "source_format": summary.format_name,
+        "channel": context.channel,
+        "file_name": context.file_name,
+        "row_number": candidate.row.row_number,
+        "raw": candidate.row.raw,
+        "raw_sha256": candidate.raw_sha256,
+        "event_json": candidate.event_json,
+        "received_at": context.received_at,
+        "occurred_at": event.occurred_at,
+    }
+
+
+def _rejected_row(
+    summary: ImportSummary, context: ImportContext, row: RowResult, field_path: str, reason: str
+) -> dict[str, object]:
+    return {
+        "tenant": context.tenant,
+        "input_sha256": summary.input_sha256,
+        "source_format": summary.format_name,
+        "channel": context.channel,
+        "file_name": context.file_name,
+        "row_number": row.row_number,
+        "field_path": field_path[:512],
+        "reason": reason,
+        "raw": row.raw,
+        "received_at": context.received_at,
+    }
+
+
+async def _stored_versions(connection: AsyncConnection, event_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """Return the stored raw hash of each event id, and where that version came from."""
+    found: dict[str, tuple[str, str]] = {}
+    columns = _EVENTS.c
+    for start in range(0, len(event_ids), 1000):
+        chunk = event_ids[start : start + 1000]
+        result = await connection.execute(
+            select(
+                columns.event_id,
+                columns.raw_sha256,
+                columns.file_name,
+                columns.channel,
+                columns.row_number,
+                columns.received_at,
+            ).where(columns.event_id.in_(chunk))
+        )
+        for row in result:
+            found[row.event_id] = (row.raw_sha256, _origin(row.file_name, row.channel, row.row_number, row.received_at))
+    return found
+
+
+def _origin(file_name: str | None, channel: str, row_number: int | None, received_at: datetime) -> str:
+    source = file_name or channel
+    return f"{source} row {row_number} received {received_at.isoformat()}"
+
+
+def _conflict_reason(event_id: str, where: str) -> str:
+    return (
+        f"event {event_id} was recorded before from {where} with different content; "
+        "a restated row is not applied over the recorded one, so review both and correct at the source"
+    )
 
 
 def _batches(rows: Iterable[RowResult], size: int) -> Iterator[list[RowResult]]:

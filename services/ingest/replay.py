@@ -1,8 +1,9 @@
-"""Replaying stored usage events after a broker lost its data.
+"""Replaying stored ingest events after a broker lost its data.
 
-Every accepted usage event stays in the ingest outbox after it is sent. A replay
-marks them all unsent and sends them again in their original order; consumers
-skip event ids they have already stored, so only what the broker lost takes effect.
+Every accepted event (usage, provider costs, seats, GPU utilisation) stays in the
+ingest outbox after it is sent. A replay marks them all unsent and sends them again
+in their original order. Consumers skip event ids they have already stored, so only
+what the broker lost takes effect.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 
 from shared.settings import ServiceSettings
@@ -18,4 +20,10 @@ class IngestSettings(ServiceSettings):
         gt=0,
         validation_alias=AliasChoices("INGEST_MAX_BODY_BYTES"),
         description="Largest webhook body accepted, in bytes; larger bodies get 413.",
+    )
+    webhook_secrets_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("INGEST_WEBHOOK_SECRETS_FILE"),
+        description="YAML file naming each webhook source, its signing secret and its tenants "
+        "(see services/ingest/signing.py); without it every webhook post is rejected with 401.",
     )

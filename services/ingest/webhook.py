@@ -1,36 +1,74 @@
 """The webhook HTTP API: providers and in-house meters push usage payloads here.
 
-``POST /v1/usage/{format}`` takes one payload in a known format. The answer is
-202 only after every event in it is stored in the ingest database (claimed id,
-evidence and outbox row in one transaction), so a 202 never loses data even if
-the broker is down at that moment. A payload is all or nothing: if any row is
-invalid nothing is stored and the answer is 422 naming each field path.
+``POST /v1/usage/{format}`` takes one payload in a known format, signed by a
+known source (``services/ingest/signing.py``). ``POST /api/v1/events`` takes
+CloudEvents the way OpenMeter's ingest endpoint does (one event, or a JSON array
+of them). Checks run in this order, each with its own status:
+
+- 404 unknown format; 413 body above ``INGEST_MAX_BODY_BYTES``;
+- 401 missing, unknown, stale (more than five minutes off) or wrong signature;
+  403 a source writing to a tenant it is not allowed;
+- 400 not parseable (JSON, UTF-8, CSV); 422 invalid rows, naming each field path;
+- 409 a restatement of events recorded before with other content;
+- 503 the database is unavailable, so the sender should retry.
+
+The response is 202 only after every event is stored in the ingest database
+(claimed id, evidence and outbox row in one transaction), so a 202 never loses data
+even if the broker is down at that moment. The outbox relay sends it later. A
+payload is all or nothing, and re-delivering it gets 202 with every event a duplicate.
+
+Query parameters: ``observed_at`` (RFC 3339) dates snapshots whose rows carry no
+time. ``currency`` (ISO 4217) is the currency of exports without a currency column.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import time
 import uuid
+from datetime import datetime
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from services.ingest.importer import Recorder
-from services.ingest.normalisers import NORMALISERS, FormatError, ImportContext, InvalidSyntax
+from services.ingest.importer import ConflictingEvents, InvalidTenant, Recorder, validate_tenant
+from services.ingest.normalisers import NORMALISERS, FormatError, ImportContext, InvalidSyntax, Normaliser
+from services.ingest.normalisers.base import RowRejected, currency_code, rfc3339
 from services.ingest.settings import IngestSettings
+from services.ingest.signing import SignatureRejected, WebhookSource, load_sources, verify_request
+from shared.db import is_transient_error
 from shared.events import utc_now
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 TENANT_HEADER = "x-aifinops-tenant"
+CLOUDEVENTS_FORMAT = "cloudevents"
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+class RejectionLog:
+    """Logs rejected requests at most once per interval per reason, with how many were not logged."""
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, event: str, reason_key: str, **fields: object) -> None:
+        now = time.monotonic()
+        key = f"{event}:{reason_key}"
+        if now - self._last.get(key, -self.interval_s) < self.interval_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._last[key] = now
+        log.warning(event, suppressed_since_last=self._suppressed.pop(key, 0), **fields)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -47,22 +85,65 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _error(status_code: int, message: str, **extra: object) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status_code)
+
+
+def _context_options(request: Request) -> tuple[datetime | None, str | None]:
+    observed_text = request.query_params.get("observed_at")
+    currency_text = request.query_params.get("currency")
+    observed_at = rfc3339(observed_text, "observed_at") if observed_text else None
+    currency = currency_code(currency_text, "currency") if currency_text else None
+    return observed_at, currency
+
+
 def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette:
-    async def receive_usage(request: Request) -> JSONResponse:
-        format_name = request.path_params["format_name"]
-        normaliser = NORMALISERS.get(format_name)
-        if normaliser is None:
-            return JSONResponse(
-                {"error": f"unknown format {format_name!r}", "known_formats": sorted(NORMALISERS)}, status_code=404
-            )
+    sources: dict[str, WebhookSource] = {}
+    if settings.webhook_secrets_file is not None:
+        sources = load_sources(settings.webhook_secrets_file)
+        log.info("webhook.sources_loaded", sources=",".join(sorted(sources)))
+    else:
+        log.warning("webhook.signing_not_configured", hint="set INGEST_WEBHOOK_SECRETS_FILE; every post gets 401")
+    rejections = RejectionLog()
+
+    async def receive(request: Request, normaliser: Normaliser) -> JSONResponse:
         try:
             body = await _read_body(request, settings.max_body_bytes)
         except BodyTooLarge:
-            return JSONResponse({"error": f"body is larger than {settings.max_body_bytes} bytes"}, status_code=413)
+            rejections.warning("webhook.rejected", "too_large", status=413, format=normaliser.format_name)
+            return _error(413, f"body is larger than {settings.max_body_bytes} bytes; split it into smaller payloads")
+
+        if not sources:
+            return _error(401, "webhook signing is not configured on this server (INGEST_WEBHOOK_SECRETS_FILE)")
+        try:
+            source = verify_request(sources, request.headers, body)
+        except SignatureRejected as error:
+            rejections.warning("webhook.rejected", error.reason[:40], status=401, reason=error.reason)
+            return _error(error.status_code, error.reason)
         tenant = request.headers.get(TENANT_HEADER) or settings.tenant
+        try:
+            validate_tenant(tenant)
+        except InvalidTenant as error:
+            return _error(400, f"{TENANT_HEADER}: {error}")
+        if not source.may_write(tenant, settings.tenant):
+            rejections.warning("webhook.rejected", "tenant", status=403, source=source.name, tenant=tenant[:64])
+            return _error(403, f"source {source.name!r} may not write to tenant {tenant[:64]!r}")
+
+        try:
+            observed_at, currency = _context_options(request)
+        except RowRejected as error:
+            return _error(
+                422, "invalid query parameter", rejections=[{"field": error.field_path, "reason": error.reason}]
+            )
         correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
         context = ImportContext(
-            tenant=tenant, correlation_id=correlation_id, received_at=utc_now(), file_name=None, channel="webhook"
+            tenant=tenant,
+            correlation_id=correlation_id[:512],
+            received_at=utc_now(),
+            file_name=None,
+            channel="webhook",
+            observed_at=observed_at,
+            currency=currency,
         )
         try:
             summary = await recorder.record(
@@ -71,19 +152,41 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
                 context=context,
                 input_sha256=hashlib.sha256(body).hexdigest(),
                 all_or_nothing=True,
+                collect_event_ids=True,
             )
         except InvalidSyntax as error:
-            return JSONResponse({"error": str(error)}, status_code=400)
+            return _error(400, str(error))
         except FormatError as error:
-            return JSONResponse({"error": str(error)}, status_code=422)
-        if summary.rejected:
-            return JSONResponse(
-                {"error": "the payload has invalid rows; nothing was recorded", **summary.as_dict()}, status_code=422
+            return _error(422, str(error))
+        except ConflictingEvents as error:
+            return _error(
+                409, "the payload restates events recorded before; nothing was recorded", **error.summary.as_dict()
             )
+        except Exception as error:
+            if not is_transient_error(error):
+                raise
+            log.warning("webhook.store_unavailable", source=source.name, error=repr(error)[:300])
+            return JSONResponse(
+                {"error": "the ingest database is unavailable; retry later"},
+                status_code=503,
+                headers={"retry-after": "5"},
+            )
+        if summary.rejected:
+            return _error(422, "the payload has invalid rows; nothing was recorded", **summary.as_dict())
         return JSONResponse(
             {**summary.as_dict(), "event_ids": summary.accepted_event_ids, "correlation_id": correlation_id},
             status_code=202,
         )
+
+    async def receive_usage(request: Request) -> JSONResponse:
+        format_name = request.path_params["format_name"]
+        normaliser = NORMALISERS.get(format_name)
+        if normaliser is None:
+            return _error(404, f"unknown format {format_name[:64]!r}", known_formats=sorted(NORMALISERS))
+        return await receive(request, normaliser)
+
+    async def receive_cloudevents(request: Request) -> JSONResponse:
+        return await receive(request, NORMALISERS[CLOUDEVENTS_FORMAT])
 
     async def health(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -94,6 +197,7 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
     return Starlette(
         routes=[
             Route("/v1/usage/{format_name}", receive_usage, methods=["POST"]),
+            Route("/api/v1/events", receive_cloudevents, methods=["POST"]),
             Route("/v1/formats", formats, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -316,9 +316,27 @@ async def _close_if_active(
         )
 
 
+DAY_OR_LESS = timedelta(days=1)
+
+
 async def _data_clock(connection: AsyncConnection, tenant: str) -> datetime | None:
-    """Return the end of the tenant's newest usage: how far its data reaches."""
-    return (await connection.execute(select(func.max(ENTRIES.c.usage_end)).where(ENTRIES.c.tenant == tenant))).scalar()
+    """Return the end of the tenant's newest usage: how far its data reaches.
+
+    Only usage lines of a day or less count. A monthly line (a reservation, a seat fee, a savings-plan fee) ends
+    at the month's end the day it is billed, so counting it would declare the month complete and stop every
+    forecast for it.
+    """
+    result = await connection.execute(
+        select(ENTRIES.c.usage_start, ENTRIES.c.usage_end)
+        .where(ENTRIES.c.tenant == tenant, ENTRIES.c.charge_category == "usage", ENTRIES.c.usage_end.is_not(None))
+        .order_by(ENTRIES.c.usage_end.desc())
+        .limit(500)
+    )
+    rows = result.all()
+    for start, end in rows:
+        if start is not None and end - start <= DAY_OR_LESS:
+            return end
+    return rows[0].usage_end if rows else None
 
 
 async def _known_days(connection: AsyncConnection, identifier: str) -> list[str]:

@@ -69,8 +69,11 @@ async def test_contract_prices_apply(report: dict[str, Any]) -> None:
 
 
 async def test_credit_is_its_own_line(report: dict[str, Any]) -> None:
-    # FOCUS credit -2.6137 and refunds -0.1619713001, plus the contract credit -1.00
-    assert usd(report["credits_and_refunds"]) == Decimal("-2.61370000000") + Decimal("-0.16197130010") + Decimal("-1")
+    # FOCUS credit -2.6137 and refunds -0.1619713001, the contract credit -1.00, and the constructed bills' own:
+    # CUR credit and discount -5.25, Azure refund -1.5, Google Cloud credit -0.5
+    focus = Decimal("-2.61370000000") + Decimal("-0.16197130010")
+    constructed = Decimal("-5.25") + Decimal("-1.5") + Decimal("-0.5")
+    assert usd(report["credits_and_refunds"]) == focus + Decimal("-1") + constructed
 
 
 async def test_shared_cost_split_adds_up(report: dict[str, Any], stack: Stack) -> None:

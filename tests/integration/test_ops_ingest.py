@@ -46,11 +46,12 @@ async def test_reflection_lists_the_ops_service(stack: Stack) -> None:
 
 
 async def test_counts_after_a_webhook(stack: Stack) -> None:
+    body = (EXAMPLES / "data" / "anthropic_usage_webhook_2026-11.json").read_bytes()
     async with httpx.AsyncClient(timeout=30) as client:
         response = await client.post(
             stack.url("ingest", "/v1/usage/anthropic-usage-report"),
-            content=(EXAMPLES / "data" / "anthropic_usage_webhook_2026-11.json").read_bytes(),
-            headers={"x-aifinops-tenant": TENANT},
+            content=body,
+            headers=stack.webhook_headers(body, TENANT),
         )
     assert response.status_code == 202
     channel, stub = await ingest_stub(stack)

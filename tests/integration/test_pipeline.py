@@ -48,6 +48,21 @@ AWS_USAGE = Decimal("11.57026793950")
 AZURE_USAGE = Decimal("2.13848548596")
 ORACLE_USAGE_AND_ADJUSTMENTS = Decimal("0.26507392473") + Decimal("0.27200000000")
 CREDITS_AND_REFUNDS = Decimal("-2.61370000000") + Decimal("-0.16197130010")
+# Constructed bills, all unallocated (no rule matches their tags):
+#   CUR 2.0: usage 0.072 + 0.072 + 0.375 + 1.0 + 1.0 + 0.3 + 16.24 + 0 (covered by the savings plan) = 19.059,
+#            savings-plan fee 7.0, tax 1.5; credit -5.0 and EDP discount -0.25
+CUR_SPEND = Decimal("27.559")
+CUR_CREDITS = Decimal("-5.25")
+#   Azure: usage 3.0 + 1.5 + 2.0 + 0.05 = 6.55, reservation purchase 286.0, unused reservation 9.53333; refund -1.5
+AZURE_EXPORT_SPEND = Decimal("302.08333")
+AZURE_EXPORT_REFUNDS = Decimal("-1.5")
+#   Google Cloud: usage 2.5 + 10.0 + 0.03 = 12.53, adjustment -0.4; free-trial credit -0.5
+GCP_SPEND = Decimal("12.13")
+GCP_CREDITS = Decimal("-0.5")
+#   CloudEvents from the in-house GPU cluster, billed: 64.00 + 1.50
+IN_HOUSE_SPEND = Decimal("65.50")
+# LiteLLM spend log, gpt-4o on 2025-01-24, priced from the catalogue: 10 x 2.50 + 20 x 10.00 per 1M tokens
+LITELLM_GPT_4O = Decimal("0.000225")
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +87,34 @@ async def test_spend_by_team(report: dict[str, Any]) -> None:
 
 async def test_spend_by_provider(report: dict[str, Any]) -> None:
     providers = report["spend_by_provider"]
-    assert usd(providers["openai"]) == DOCUMENT_AI
+    assert usd(providers["openai"]) == DOCUMENT_AI + LITELLM_GPT_4O
     assert usd(providers["anthropic"]) == CUSTOMER_SUPPORT
-    assert usd(providers["aws"]) == AWS_USAGE
-    assert usd(providers["azure"]) == AZURE_USAGE
+    assert usd(providers["aws"]) == AWS_USAGE + CUR_SPEND
+    assert usd(providers["azure"]) == AZURE_USAGE + AZURE_EXPORT_SPEND
     assert usd(providers["oracle"]) == ORACLE_USAGE_AND_ADJUSTMENTS
+    assert usd(providers["gcp"]) == GCP_SPEND
+    assert usd(providers["in-house"]) == IN_HOUSE_SPEND
 
 
 async def test_ledger_totals(report: dict[str, Any]) -> None:
-    expected = DOCUMENT_AI + CUSTOMER_SUPPORT + AWS_USAGE + AZURE_USAGE + ORACLE_USAGE_AND_ADJUSTMENTS
-    assert expected == Decimal("49.39667210019")
+    sample_spend = DOCUMENT_AI + CUSTOMER_SUPPORT + AWS_USAGE + AZURE_USAGE + ORACLE_USAGE_AND_ADJUSTMENTS
+    assert sample_spend == Decimal("49.39667210019")
+    expected = sample_spend + LITELLM_GPT_4O + CUR_SPEND + AZURE_EXPORT_SPEND + GCP_SPEND + IN_HOUSE_SPEND
+    assert expected == Decimal("456.66922710019")
     assert usd(report["spend"]) == expected
-    assert usd(report["credits_and_refunds"]) == CREDITS_AND_REFUNDS
-    # 1 spec example + 26 cookbook + 6 dashboard + 1 Anthropic example + 200 FOCUS + 2 webhook results
-    assert report["cost_events"] == 236
-    assert report["priced_events"] == 8
-    assert report["provider_billed_events"] == 200
+    credits = CREDITS_AND_REFUNDS + CUR_CREDITS + AZURE_EXPORT_REFUNDS + GCP_CREDITS
+    assert credits == Decimal("-10.02567130010")
+    assert usd(report["credits_and_refunds"]) == credits
+    # Unallocated: the FOCUS spend no rule matched, and every constructed bill and the LiteLLM request. The
+    # oracle-shared-tenancy rule splits every Oracle row between two owners, so Oracle is not in it.
+    focus_unallocated = AWS_USAGE + AZURE_USAGE - ML_PLATFORM - DATA_SCIENCE
+    new_samples = LITELLM_GPT_4O + CUR_SPEND + AZURE_EXPORT_SPEND + GCP_SPEND + IN_HOUSE_SPEND
+    assert usd(report["spend_by_team"]["unallocated"]) == focus_unallocated + new_samples
+    # 1 spec example + 26 cookbook + 6 dashboard + 1 Anthropic example + 200 FOCUS + 2 webhook results = 236,
+    # + 1 LiteLLM + 12 CUR (its negation line is empty) + 7 Azure + 5 Google Cloud (4 rows, 1 credit) + 2 CloudEvents
+    assert report["cost_events"] == 263
+    assert report["priced_events"] == 9
+    assert report["provider_billed_events"] == 226
     # 27 OpenAI results without a model, and the Anthropic example dated before its model's prices
     assert report["unpriced_events"] == 28
 
@@ -120,8 +147,37 @@ async def test_findings(report: dict[str, Any]) -> None:
     # Azure ML rows: 0.00000000503 + 0.005 + 0.00000000729 + 0.005 spend (as in DATA_SCIENCE), the rest refunds.
     assert vendor["facts"]["spend"] == f"{DATA_SCIENCE} USD"
     assert ("value_unlinked_spend", "use_case:model-training", None) in by_key
-    # Value-unlinked findings of use cases whose outcomes arrive after their cost come and go with timing.
-    assert len([f for f in report["findings"] if f["kind"] != "value_unlinked_spend"]) == 9
+    # The constructed bills are AI spend no allocation rule owns, from vendors no policy lists.
+    azure_openai = by_key[("shadow_ai_unowned", "owner:azure/account_id=8f4b2c1a-0000-4d6e-9a7b-constructed01", None)]
+    assert azure_openai["facts"]["spend"] == f"{AZURE_EXPORT_SPEND} USD"
+    vertex = by_key[("shadow_ai_unowned", "owner:gcp/project_id=research-genai-prod", None)]
+    assert vertex["facts"]["spend"] == f"{GCP_SPEND} USD"
+    for vendor_name in ("aws-bedrock", "azure-openai", "google-vertex-ai", "github-copilot"):
+        assert ("shadow_ai_vendor", f"vendor:{vendor_name}", None) in by_key
+    # The Copilot seat list: octocat's last activity was in 2021, more than 30 days before the report.
+    assert ("licence_unused_seats", "licence:github/github-copilot", None) in by_key
+    # The OpenAI costs API says 104.88761235323427 USD for 2025-01-23, the most expensive day; that day's usage
+    # names no model, so nothing was priced and the whole charge is variance.
+    variances = {f["facts"]["day"]: f for f in report["findings"] if f["kind"] == "reconciliation_variance"}
+    assert variances["2025-01-23"]["facts"]["provider_cost"] == "104.88761235323427 USD"
+    assert variances["2025-01-23"]["facts"]["variance"] == "104.88761235323427 USD"
+    # Findings of every other kind, counted; value-unlinked findings come and go with the order outcomes and
+    # costs arrive, and variance and anomaly counts are checked above by their content.
+    counts: dict[str, int] = {}
+    for finding in report["findings"]:
+        counts[finding["kind"]] = counts.get(finding["kind"], 0) + 1
+    assert {kind: counts.get(kind, 0) for kind in (
+        "budget_threshold", "budget_forecast", "policy_violation", "shadow_ai_unowned", "shadow_ai_vendor",
+        "unpriced_usage", "licence_unused_seats",
+    )} == {
+        "budget_threshold": 3,  # document-ai 80 % and 100 %, customer-support 80 %
+        "budget_forecast": 1,  # customer-support
+        "policy_violation": 1,
+        "shadow_ai_unowned": 4,  # AWS account, Azure account, Google Cloud project, OpenAI usage with no owner key
+        "shadow_ai_vendor": 5,  # Bedrock, Azure OpenAI, Vertex AI, Copilot, Azure Machine Learning
+        "unpriced_usage": 2,
+        "licence_unused_seats": 1,
+    }  # fmt: skip
 
 
 async def test_unit_economics(report: dict[str, Any]) -> None:
@@ -151,7 +207,25 @@ async def test_recommendations(report: dict[str, Any]) -> None:
         ("batch_tier", "team:document-ai use_case:document-extraction model:openai/gpt-5"): Decimal("0.407921375"),
         # 53,440 × (2.50 − 0.15) + 5,760 × (1.25 − 0.075) + 10,646 × (10 − 0.60), per 1M tokens
         ("cheaper_model", "team:document-ai model:openai/gpt-4o tier:standard"): Decimal("0.2324244"),
+        # the LiteLLM request: 10 × (2.50 − 0.15) + 20 × (10.00 − 0.60), per 1M tokens
+        ("cheaper_model", "team:unallocated model:openai/gpt-4o tier:standard"): Decimal("0.0002115"),
     }
+
+
+async def test_capture_section(report: dict[str, Any]) -> None:
+    capture = report["capture"]
+    formats = capture["events_by_format"]
+    assert formats["aws-cur"] == {"usage.recorded": 12}
+    assert formats["gcp-billing-export"] == {"usage.recorded": 5}
+    assert formats["openai-costs"] == {"provider_cost.reported": 31}
+    assert formats["github-copilot-seats"] == {"seat.activity_reported": 2, "seat.entitlement_reported": 1}
+    assert formats["dcgm-exporter"] == {"gpu.utilisation_reported": 2}
+    assert capture["rejected_rows_by_format"] == {}
+    # The OpenAI costs API's own statement, kept apart from spend: the exact sum of its 31 daily amounts.
+    assert capture["provider_cost_statements"]["openai"] == {"USD": "284.93943937274981134156"}
+    (seats,) = capture["seats"]
+    assert (seats["entitled"], seats["assigned"], seats["idle_30_days"]) == (2, 2, 2)  # both last active in 2021
+    assert [Decimal(gpu["utilisation_percent"]) for gpu in capture["gpu_utilisation"]] == [1, 40]
 
 
 async def test_reimport_and_replay_change_nothing(stack: Stack, report: dict[str, Any]) -> None:
@@ -161,7 +235,9 @@ async def test_reimport_and_replay_change_nothing(stack: Stack, report: dict[str
     assert again.summary.accepted == 0
     assert again.summary.duplicates == 200
     replayed = await replay_usage_events(stack.settings())
-    assert replayed >= 235  # every stored usage event of every tenant is sent again
+    # Every stored ingest event of every tenant is sent again. This tenant alone has 263 usage events,
+    # 31 provider cost statements, 3 seat events and 2 GPU utilisation events.
+    assert replayed >= 263 + 31 + 3 + 2
     await stack.wait_until_drained()
     after = (await build_report(stack.settings(), TENANT)).as_json()
     assert after["spend"] == report["spend"]

@@ -18,6 +18,7 @@ from services.ingest.normalisers import (
     UnknownFormat,
     detect_format,
 )
+from services.ingest.normalisers.base import IdentityAllocator, OccurrenceCounter
 from shared.events import ChargeCategory, ServiceTier, UsageBucket
 from tests.conftest import EXAMPLES
 
@@ -48,11 +49,14 @@ class TestOpenAIUsageCompletions:
         event = rows[0].event
         assert event is not None
         # input_tokens 1000 includes 400 cached and 100 cache-write tokens: 1000 - 400 - 100 = 500 uncached.
+        # Audio tokens are counted apart from text input and output, so they get their own buckets.
         assert event.quantities == {
             B.INPUT_UNCACHED_TOKENS: 500,
             B.CACHE_READ_TOKENS: 400,
             B.CACHE_WRITE_TOKENS: 100,
             B.OUTPUT_TOKENS: 500,
+            B.AUDIO_INPUT_TOKENS: 50,
+            B.AUDIO_OUTPUT_TOKENS: 50,
         }
         assert event.request_count == 5
         assert event.model is None
@@ -72,6 +76,8 @@ class TestOpenAIUsageCompletions:
         assert input_total == 16_951_009
         assert sum(e.quantities[B.OUTPUT_TOKENS] for e in events) == 729_421
         assert sum(e.request_count or 0 for e in events) == 19_347
+        assert sum(e.quantities[B.AUDIO_INPUT_TOKENS] for e in events) == 49_963
+        assert sum(e.quantities[B.AUDIO_OUTPUT_TOKENS] for e in events) == 18_042
 
     def test_cookbook_third_bucket(self) -> None:
         events = [row.event for row in read_file("cookbook_real_usage_completions_buckets.json") if row.event]
@@ -80,6 +86,8 @@ class TestOpenAIUsageCompletions:
         assert third.quantities[B.INPUT_UNCACHED_TOKENS] == 3_641_816
         assert third.quantities[B.CACHE_READ_TOKENS] == 76_544
         assert third.quantities[B.OUTPUT_TOKENS] == 97_756
+        assert third.quantities[B.AUDIO_INPUT_TOKENS] == 5_776
+        assert third.quantities[B.AUDIO_OUTPUT_TOKENS] == 3_166
         assert third.request_count == 3_053
 
     def test_first_bucket_is_partial(self) -> None:
@@ -279,3 +287,23 @@ class TestDetection:
     def test_unknown_input(self) -> None:
         with pytest.raises(UnknownFormat, match="--format"):
             detect_format(b"hello,world\n1,2\n", "mystery.csv")
+
+
+class TestOccurrenceCounter:
+    def test_counts_survive_spilling_to_disk(self) -> None:
+        counter = OccurrenceCounter(memory_keys=3)
+        keys = [b"a", b"b", b"a", b"c", b"d", b"a", b"d", b"e"]
+        # a is seen 3 times, d twice; the counts carry over when the fourth key moves them to SQLite.
+        assert [counter.next(key) for key in keys] == [1, 1, 2, 1, 1, 3, 2, 1]
+        assert counter._spilled is not None
+        counter.close()
+
+    def test_ids_do_not_change_when_counts_spill(self) -> None:
+        keys = [{"day": index % 7} for index in range(40)]
+        in_memory = IdentityAllocator("acme", "test")
+        spilled = IdentityAllocator("acme", "test", OccurrenceCounter(memory_keys=2))
+        in_memory_ids = [in_memory.event_id(key) for key in keys]
+        spilled_ids = [spilled.event_id(key) for key in keys]
+        assert in_memory_ids == spilled_ids
+        assert len(set(in_memory_ids)) == 40  # 7 distinct keys, and every repeat gets its own occurrence
+        spilled.close()

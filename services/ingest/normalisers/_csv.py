@@ -14,6 +14,12 @@ MAX_FIELD_CHARS = 64 * 1024
 csv.field_size_limit(MAX_FIELD_CHARS)
 
 
+def peek(stream: IO[bytes], size: int = 64) -> tuple[IO[bytes], bytes]:
+    """Return a stream that still yields every byte, and up to ``size`` of its first bytes."""
+    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[arg-type]
+    return buffered, buffered.peek(size)[:size]
+
+
 def read_rows(
     stream: IO[bytes], *, what: str, delimiter: str | None = None
 ) -> Iterator[tuple[int, list[str], dict[str, str]]]:

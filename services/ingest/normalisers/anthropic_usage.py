@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO, Any
 
-from services.ingest.normalisers._json import canonical_bytes, load_json
+from services.ingest.normalisers._json import bucket_results, load_json, page_items
 from services.ingest.normalisers.base import (
-    FormatError,
+    ROW_ERRORS,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     optional_str,
     rfc3339,
     sha256_hex,
@@ -39,39 +40,34 @@ class AnthropicUsageReport:
     description = "Anthropic Admin API messages usage report (JSON page)"
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
-        return b"starting_at" in head and (b"uncached_input_tokens" in head or b"cache_read_input_tokens" in head)
+        keys = (b'"uncached_input_tokens":', b'"cache_read_input_tokens":')
+        return b"starting_at" in head and any(key in head for key in keys)
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
-        document = load_json(stream, "the Anthropic usage report")
-        if isinstance(document, dict) and isinstance(document.get("data"), list):
-            buckets = document["data"]
-        elif isinstance(document, list):
-            buckets = document
-        else:
-            raise FormatError("an Anthropic usage report must be a page object with a 'data' list")
+        buckets = page_items(load_json(stream, "the Anthropic usage report"), "an Anthropic usage report")
         identities = IdentityAllocator(context.tenant, self.format_name)
-        row_number = 0
-        for bucket_index, bucket in enumerate(buckets):
-            bucket_path = f"data[{bucket_index}]"
-            results = bucket.get("results") if isinstance(bucket, dict) else None
-            if not isinstance(results, list):
-                row_number += 1
-                yield RowResult(
-                    row_number, canonical_bytes(bucket), error=RowRejected(f"{bucket_path}.results", "must be a list")
-                )
-                continue
-            for result_index, result in enumerate(results):
-                row_number += 1
-                field_path = f"{bucket_path}.results[{result_index}]"
-                raw = canonical_bytes(
-                    {"starting_at": bucket.get("starting_at"), "ending_at": bucket.get("ending_at"), "result": result}
-                )
+        try:
+            for item in bucket_results(buckets, ("starting_at", "ending_at")):
+                if item.error is not None:
+                    yield RowResult(item.row_number, item.raw, error=item.error)
+                    continue
                 try:
-                    event = self._event(bucket, bucket_path, result, field_path, context, identities, row_number, raw)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                    event = self._event(
+                        item.bucket,
+                        item.bucket_path,
+                        item.result,
+                        item.field_path,
+                        context,
+                        identities,
+                        item.row_number,
+                        item.raw,
+                    )
+                except ROW_ERRORS as error:
+                    yield RowResult(item.row_number, item.raw, error=as_rejection(error))
                 else:
-                    yield RowResult(row_number, raw, event=event)
+                    yield RowResult(item.row_number, item.raw, event=event)
+        finally:
+            identities.close()
 
     def _event(
         self,
@@ -122,7 +118,7 @@ class AnthropicUsageReport:
         }
         quantities = {bucket_name: count for bucket_name, count in counts.items() if count is not None}
         tier_name = result.get("service_tier")
-        if tier_name not in _TIERS:
+        if not isinstance(tier_name, str | None) or tier_name not in _TIERS:
             raise RowRejected(f"{field_path}.service_tier", f"unknown service tier {tier_name!r}")
         tags = {
             name: value
@@ -142,7 +138,6 @@ class AnthropicUsageReport:
             "model": model,
             "tier": _TIERS[tier_name].value,
             "dimensions": dimensions.model_dump(),
-            "quantities": {k.value: v for k, v in quantities.items()},
         }
         return UsageRecorded(
             event_id=identities.event_id(natural_key),

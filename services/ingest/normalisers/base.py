@@ -1,16 +1,18 @@
-"""What every normaliser shares: row results, rejection errors and deterministic event ids."""
+"""Parts every normaliser shares: row results, rejection errors, deterministic event ids and value readers."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any, Protocol
+
+from pydantic import ValidationError
 
 from shared.events import (
     GpuUtilisationReported,
@@ -23,6 +25,8 @@ from shared.events import (
 # Namespace for uuid5 event ids; changing it would change every id and break de-duplication.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c2e-4b7a-5e8f-9a0b-1c2d3e4f5a6b")
 
+MAX_PROVIDER_ID_CHARS = 512
+
 
 class RowRejected(Exception):
     """A source row that cannot become a usage event, with the field at fault."""
@@ -31,6 +35,22 @@ class RowRejected(Exception):
         super().__init__(f"{field_path}: {reason}")
         self.field_path = field_path
         self.reason = reason
+
+
+def as_rejection(error: RowRejected | ValidationError) -> RowRejected:
+    """Turn an event model's validation error into a row rejection that names the field."""
+    if isinstance(error, RowRejected):
+        return error
+    details = error.errors()
+    if not details:
+        return RowRejected("(row)", str(error)[:300])
+    path = ".".join(str(part) for part in details[0]["loc"]) or "(row)"
+    return RowRejected(path, f"{details[0]['msg']} (the {error.title} event rejects it)")
+
+
+# Errors a normaliser catches around one row: its own rejections, and the event models' checks on values that
+# it passes through unchecked, such as a label longer than 512 characters or a utilisation above 100 %.
+ROW_ERRORS = (RowRejected, ValidationError)
 
 
 class FormatError(Exception):
@@ -49,22 +69,35 @@ IngestEvent = (
 
 @dataclass(frozen=True, slots=True)
 class ImportContext:
+    """The tenant an input is recorded for, and facts about the input that its rows may not carry."""
+
     tenant: str
     correlation_id: str
     received_at: datetime
     file_name: str | None = None
     channel: str = "file"  # "file" or "webhook"
+    # When a snapshot was taken, for inputs whose rows carry no time of their own (seat lists, metric
+    # scrapes without sample timestamps). Each format documents what it does when this is None.
+    observed_at: datetime | None = None
+    # ISO 4217 code for exports that carry amounts but no currency column; never applied over a stated one.
+    currency: str | None = None
 
 
 @dataclass(slots=True)
 class RowResult:
-    """One source row: the event it became, or why it was rejected, or that it held no usage."""
+    """One source row: the events it became, or why it was rejected, or that it held no usage."""
 
     row_number: int
     raw: bytes
     event: IngestEvent | None = None
     error: RowRejected | None = None
     empty: bool = False
+    # Further events from the same row, such as the credits of a Google Cloud billing row.
+    related: tuple[IngestEvent, ...] = ()
+
+    @property
+    def events(self) -> tuple[IngestEvent, ...]:
+        return ((self.event,) if self.event is not None else ()) + self.related
 
 
 class Normaliser(Protocol):
@@ -80,24 +113,82 @@ class Normaliser(Protocol):
         ...
 
 
+class OccurrenceCounter:
+    """Counts how often each key occurred in one input, in bounded memory.
+
+    Keys are 16-byte digests kept in a dict until ``memory_keys`` of them are held. Beyond
+    that the counts move to a private temporary SQLite database, which SQLite deletes when
+    the connection closes, so an input of any length needs a bounded amount of memory.
+    """
+
+    def __init__(self, memory_keys: int = 100_000) -> None:
+        self.memory_keys = memory_keys
+        self._counts: dict[bytes, int] = {}
+        self._spilled: sqlite3.Connection | None = None
+
+    def next(self, key: bytes) -> int:
+        """Count one more occurrence of ``key`` and return its 1-based occurrence number."""
+        if self._spilled is None:
+            count = self._counts.get(key, 0) + 1
+            self._counts[key] = count
+            if len(self._counts) > self.memory_keys:
+                self._spill()
+            return count
+        row = self._spilled.execute(
+            "INSERT INTO seen (key, n) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET n = n + 1 RETURNING n", (key,)
+        ).fetchone()
+        return int(row[0])
+
+    def _spill(self) -> None:
+        # An empty file name gives a private on-disk database that is deleted on close.
+        connection = sqlite3.connect("", isolation_level=None)
+        connection.execute("PRAGMA cache_size = -8000")  # at most about 8 MiB of pages in memory
+        connection.execute("CREATE TABLE seen (key BLOB PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID")
+        connection.execute("BEGIN")
+        connection.executemany("INSERT INTO seen (key, n) VALUES (?, ?)", self._counts.items())
+        self._counts = {}
+        self._spilled = connection
+
+    def close(self) -> None:
+        if self._spilled is not None:
+            self._spilled.close()
+            self._spilled = None
+
+
 @dataclass
 class IdentityAllocator:
-    """Gives each row a deterministic event id from its content.
+    """Gives each event of one input a deterministic id, scoped by tenant and format.
 
-    Two rows with identical content in one input get different ids (the second gets
-    occurrence 2), so legitimate repeats are kept while re-reading the same input
-    yields the same ids again.
+    ``provider_id`` uses the provider's own id for the record, so a re-sent record is a
+    duplicate however its content changed. ``event_id`` hashes a natural key: the
+    period, model and dimensions of a row, never its measured amounts, so that a
+    restated row keeps its identity and is caught as a conflict instead of being
+    counted twice. Identical natural keys within one input are legitimate repeats
+    (two rows of one day with the same keys): the second gets occurrence 2, so both
+    are kept, while reading the same input again yields the same ids.
     """
 
     tenant: str
     format_name: str
-    _seen: Counter[str] = field(default_factory=Counter)
+    _occurrences: OccurrenceCounter = field(default_factory=OccurrenceCounter)
 
     def event_id(self, natural_key: dict[str, Any]) -> str:
         canonical = json.dumps(natural_key, sort_keys=True, default=str, separators=(",", ":"))
-        self._seen[canonical] += 1
-        name = f"{self.tenant}\x1f{self.format_name}\x1f{canonical}\x1f{self._seen[canonical]}"
+        occurrence = self._occurrences.next(hashlib.blake2b(canonical.encode(), digest_size=16).digest())
+        name = f"{self.tenant}\x1f{self.format_name}\x1f{canonical}\x1f{occurrence}"
         return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+    def provider_id(self, scope: str, value: Any, field_path: str) -> str:
+        """Derive the event id from the provider's own record id; an empty or missing id is rejected."""
+        if not isinstance(value, str) or not value.strip():
+            raise RowRejected(field_path, f"must be a non-empty string id, got {value!r}")
+        if len(value) > MAX_PROVIDER_ID_CHARS:
+            raise RowRejected(field_path, f"is longer than {MAX_PROVIDER_ID_CHARS} characters ({len(value)})")
+        name = f"{self.tenant}\x1f{self.format_name}\x1fid\x1f{scope}\x1f{value}"
+        return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+    def close(self) -> None:
+        self._occurrences.close()
 
 
 def sha256_hex(raw: bytes) -> str:
@@ -130,12 +221,17 @@ def whole_number(value: Any, field_path: str, *, required: bool = True) -> int |
 
 
 def decimal_value(value: Any, field_path: str, *, required: bool = True) -> Decimal | None:
+    """Read an exact decimal number from a string or a JSON number kept as text; floats are not accepted."""
     if value is None or value == "":
         if required:
             raise RowRejected(field_path, "is missing")
         return None
     if isinstance(value, bool):
         raise RowRejected(field_path, f"must be a number, got a boolean {value!r}")
+    if isinstance(value, float):
+        raise RowRejected(field_path, "must be read as text, not as a binary float")
+    if not isinstance(value, str | int | Decimal):
+        raise RowRejected(field_path, f"must be a number, got {type(value).__name__}")
     try:
         number = Decimal(str(value).strip())
     except InvalidOperation:
@@ -145,6 +241,12 @@ def decimal_value(value: Any, field_path: str, *, required: bool = True) -> Deci
     if abs(number) > Decimal(10) ** 18:
         raise RowRejected(field_path, f"is implausibly large ({number})")
     return number
+
+
+def non_negative(value: Decimal | None, field_path: str) -> Decimal | None:
+    if value is not None and value < 0:
+        raise RowRejected(field_path, f"must not be negative, got {value}")
+    return value
 
 
 def epoch_seconds(value: Any, field_path: str) -> datetime:
@@ -169,6 +271,36 @@ def rfc3339(value: Any, field_path: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def utc_timestamp(value: Any, field_path: str) -> datetime:
+    """Parse an ISO 8601 timestamp that the format defines as UTC; a stated offset is honoured."""
+    if not isinstance(value, str) or not value.strip():
+        raise RowRejected(field_path, "is missing" if not value else f"must be a timestamp, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise RowRejected(field_path, f"must be a timestamp, got {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def utc_day(value: Any, field_path: str) -> tuple[datetime, datetime]:
+    """Read a calendar date (YYYY-MM-DD, or an RFC 3339 midnight) as the UTC day it names: [start, end)."""
+    if not isinstance(value, str) or not value.strip():
+        raise RowRejected(field_path, f"must be a date YYYY-MM-DD, got {value!r}")
+    text = value.strip()
+    try:
+        day = date.fromisoformat(text[:10])
+    except ValueError:
+        raise RowRejected(field_path, f"must be a date YYYY-MM-DD, got {value!r}") from None
+    if len(text) > 10:
+        instant = rfc3339(text, field_path)
+        if instant != datetime.combine(day, datetime.min.time(), tzinfo=UTC):
+            raise RowRejected(field_path, f"must be a UTC midnight, got {value!r}")
+    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
 def optional_str(value: Any, field_path: str) -> str | None:
     if value is None or value == "":
         return None
@@ -177,3 +309,29 @@ def optional_str(value: Any, field_path: str) -> str | None:
     if len(value) > 512:
         raise RowRejected(field_path, f"is longer than 512 characters ({len(value)})")
     return value
+
+
+def currency_code(value: Any, field_path: str) -> str:
+    """Read an ISO 4217 code; providers write it in either case ('usd', 'USD')."""
+    if not isinstance(value, str) or len(value.strip()) != 3 or not value.strip().isalpha():
+        raise RowRejected(field_path, f"must be an ISO 4217 currency code, got {value!r}")
+    return value.strip().upper()
+
+
+def object_at(parent: dict[str, Any], name: str, field_path: str) -> dict[str, Any]:
+    """Return a nested object that may be absent or null (then empty); anything else is rejected."""
+    value = parent.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RowRejected(field_path, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def string_tags(values: dict[str, Any]) -> dict[str, str]:
+    """Keep tag values that are set, as strings; non-string values are written as JSON text."""
+    return {
+        str(key)[:512]: (value if isinstance(value, str) else json.dumps(value, default=str))[:512]
+        for key, value in values.items()
+        if value is not None and value != ""
+    }

@@ -8,11 +8,20 @@ A FOCUS row is a billed charge, not token usage: its cost is the provider's
 - ``ChargePeriodStart``/``End`` without a zone are read as UTC, which FOCUS requires.
 - ``Credit``, ``Adjustment``, ``Purchase`` and ``Tax`` keep their own charge
   category; a ``Usage`` row with a negative cost is a refund, never netted into usage.
+- A row whose ``ChargeClass`` is ``Correction`` (FOCUS 1.1 and later) corrects an
+  earlier period: it is an adjustment, never netted into that period's usage.
 - ``Tags`` is a JSON object inside the cell; non-string tag values are kept as JSON text.
+- The provider is ``ProviderName`` (1.0, 1.1) or ``ServiceProviderName`` (1.2).
+- Microsoft's extension columns ``x_SkuMeterCategory``, ``x_SkuMeterSubcategory`` and
+  ``x_SkuMeterName`` are kept as tags, and an Azure OpenAI meter also gives the
+  model, token kind and deployment (see ``azure_meters``).
+- The event identity hashes every column except the measured amounts (columns whose
+  names contain Cost, Quantity or Price), so a restated row is caught as a conflict.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,16 +29,28 @@ from decimal import Decimal
 from typing import IO
 
 from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers.azure_meters import read_meter
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     decimal_value,
     sha256_hex,
+    string_tags,
 )
-from shared.events import ChargeCategory, Evidence, Money, PricingBasis, UsageDimensions, UsageRecorded
+from shared.events import (
+    ChargeCategory,
+    Evidence,
+    Money,
+    PricingBasis,
+    ServiceTier,
+    UsageDimensions,
+    UsageRecorded,
+)
 
 REQUIRED_COLUMNS = (
     "BilledCost",
@@ -37,9 +58,10 @@ REQUIRED_COLUMNS = (
     "ChargePeriodStart",
     "ChargePeriodEnd",
     "ChargeCategory",
-    "ProviderName",
     "ServiceName",
 )
+PROVIDER_COLUMNS = ("ProviderName", "ServiceProviderName")
+MEASURE_MARKERS = ("Cost", "Quantity", "Price")
 
 _CATEGORIES = {
     "usage": ChargeCategory.USAGE,
@@ -92,22 +114,27 @@ class FocusCsv:
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0]
-        return b"BilledCost" in first_line and b"ChargePeriodStart" in first_line
+        return b"BilledCost" in first_line and (b"ChargePeriodStart" in first_line or b"ChargeCategory" in first_line)
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
         checked_header = False
-        for row_number, header, row in read_rows(stream, what="the FOCUS file", delimiter=","):
-            if not checked_header:
-                missing = [column for column in REQUIRED_COLUMNS if column not in header]
-                if missing:
-                    raise FormatError(f"the FOCUS file lacks required columns: {', '.join(missing)}")
-                checked_header = True
-            raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
-            try:
-                yield RowResult(row_number, raw, event=self._event(row, row_number, raw, context, identities))
-            except RowRejected as error:
-                yield RowResult(row_number, raw, error=error)
+        try:
+            for row_number, header, row in read_rows(stream, what="the FOCUS file", delimiter=","):
+                if not checked_header:
+                    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+                    if not any(column in header for column in PROVIDER_COLUMNS):
+                        missing.append(" or ".join(PROVIDER_COLUMNS))
+                    if missing:
+                        raise FormatError(f"the FOCUS file lacks required columns: {', '.join(missing)}")
+                    checked_header = True
+                raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                try:
+                    yield RowResult(row_number, raw, event=self._event(row, row_number, raw, context, identities))
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
+        finally:
+            identities.close()
 
     def _event(
         self, row: dict[str, str], row_number: int, raw: bytes, context: ImportContext, identities: IdentityAllocator
@@ -129,20 +156,35 @@ class FocusCsv:
         if category_name not in _CATEGORIES:
             raise RowRejected("ChargeCategory", f"unknown charge category {_cell(row, 'ChargeCategory')!r}")
         category = _CATEGORIES[category_name]
-        if category is ChargeCategory.USAGE and billed < 0:
+        if (_cell(row, "ChargeClass") or "").lower() == "correction":
+            category = ChargeCategory.ADJUSTMENT
+        elif category is ChargeCategory.USAGE and billed < 0:
             category = ChargeCategory.REFUND
 
-        provider_name = _cell(row, "ProviderName")
+        provider_column = next((column for column in PROVIDER_COLUMNS if _cell(row, column)), PROVIDER_COLUMNS[0])
+        provider_name = _cell(row, provider_column)
         if provider_name is None:
-            raise RowRejected("ProviderName", "is missing")
+            raise RowRejected(provider_column, "is missing")
         provider = _PROVIDERS.get(provider_name.lower(), provider_name.lower())
 
+        meter_category = _cell(row, "x_SkuMeterCategory")
+        meter_subcategory = _cell(row, "x_SkuMeterSubcategory")
+        meter_name = _cell(row, "x_SkuMeterName")
+        meter = read_meter(meter_category, meter_subcategory, meter_name, _cell(row, "x_PricingUnitDescription"))
+        tags = _tags(_cell(row, "Tags")) | string_tags(
+            {
+                "meter_category": meter_category,
+                "meter_subcategory": meter_subcategory,
+                "meter_name": meter_name,
+                **meter.tags(),
+            }
+        )
         dimensions = UsageDimensions(
             account_id=_cell(row, "SubAccountId"),
             resource_id=_cell(row, "ResourceId"),
-            tags=_tags(_cell(row, "Tags")),
+            tags=tags,
         )
-        natural_key = {"row": {key: value for key, value in row.items() if key != "__extra__"}}
+        natural_key = {column: row.get(column) for column in _identity_columns(tuple(row))}
         return UsageRecorded(
             event_id=identities.event_id(natural_key),
             occurred_at=start,
@@ -151,6 +193,8 @@ class FocusCsv:
             correlation_id=context.correlation_id,
             provider=provider,
             service=_cell(row, "ServiceName"),
+            model=meter.model,
+            service_tier=ServiceTier.BATCH if meter.batch else ServiceTier.STANDARD,
             region=_cell(row, "RegionId"),
             period_start=start,
             period_end=end,
@@ -169,6 +213,16 @@ class FocusCsv:
                 format=self.format_name, file_name=context.file_name, row_number=row_number, raw_sha256=sha256_hex(raw)
             ),
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _identity_columns(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the columns that identify a row: all but the measured amounts, worked out once per header."""
+    return tuple(
+        column
+        for column in columns
+        if column != "__extra__" and not any(marker in column for marker in MEASURE_MARKERS)
+    )
 
 
 def _tags(cell: str | None) -> dict[str, str]:

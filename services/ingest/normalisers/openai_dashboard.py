@@ -14,11 +14,13 @@ from typing import IO
 
 from services.ingest.normalisers._csv import read_rows
 from services.ingest.normalisers.base import (
+    ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     epoch_seconds,
     optional_str,
     sha256_hex,
@@ -42,20 +44,23 @@ class OpenAIDashboardUsageExport:
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
         checked_header = False
-        for row_number, header, row in read_rows(stream, what="the OpenAI dashboard export"):
-            if not checked_header:
-                missing = [column for column in REQUIRED_COLUMNS if column not in header]
-                if missing:
-                    raise FormatError(f"the OpenAI dashboard export lacks columns: {', '.join(missing)}")
-                checked_header = True
-            raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
-            if all(not row.get(column, "").strip() for column in METRIC_COLUMNS):
-                yield RowResult(row_number, raw, empty=True)
-                continue
-            try:
-                yield RowResult(row_number, raw, event=self._event(row, row_number, raw, context, identities))
-            except RowRejected as error:
-                yield RowResult(row_number, raw, error=error)
+        try:
+            for row_number, header, row in read_rows(stream, what="the OpenAI dashboard export"):
+                if not checked_header:
+                    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+                    if missing:
+                        raise FormatError(f"the OpenAI dashboard export lacks columns: {', '.join(missing)}")
+                    checked_header = True
+                raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                if all(not row.get(column, "").strip() for column in METRIC_COLUMNS):
+                    yield RowResult(row_number, raw, empty=True)
+                    continue
+                try:
+                    yield RowResult(row_number, raw, event=self._event(row, row_number, raw, context, identities))
+                except ROW_ERRORS as error:
+                    yield RowResult(row_number, raw, error=as_rejection(error))
+        finally:
+            identities.close()
 
     def _event(
         self, row: dict[str, str], row_number: int, raw: bytes, context: ImportContext, identities: IdentityAllocator
@@ -79,8 +84,6 @@ class OpenAIDashboardUsageExport:
             "model": model,
             "tier": tier.value,
             "dimensions": dimensions.model_dump(),
-            "quantities": {k.value: v for k, v in quantities.items()},
-            "requests": requests,
         }
         return UsageRecorded(
             event_id=identities.event_id(natural_key),

@@ -1,34 +1,39 @@
-"""OpenAI organization usage API, completions endpoint (``/v1/organization/usage/completions``).
+"""OpenAI organization usage API (``/v1/organization/usage/<endpoint>``), one format per endpoint.
 
-A page holds buckets (``start_time``/``end_time`` as Unix seconds) and each bucket
-holds results grouped by whatever ``group_by`` the caller asked for; ungrouped
-keys are null. ``input_tokens`` includes ``input_cached_tokens`` and
+A page contains buckets (``start_time``/``end_time`` as Unix seconds), and each
+bucket contains results grouped by the ``group_by`` of the request. Keys that were
+not grouped by are null. The input may be one page object or a list of buckets (pages joined).
+
+Token conventions of the completions endpoint, per OpenAI's API reference:
+``input_tokens`` counts text input and includes ``input_cached_tokens`` and
 ``input_cache_write_tokens``, so the uncached share is the difference; when the
-provider also states ``input_uncached_tokens`` the two must agree. The API does
-not report reasoning tokens apart from ``output_tokens``, so all output is billed
-as output. The input may be one page object or a list of buckets (pages joined).
+provider also states ``input_uncached_tokens`` the two must agree. Audio tokens
+are counted apart from text (``input_audio_tokens``, ``output_audio_tokens``) and
+go to their own buckets. The API does not report reasoning tokens apart from
+``output_tokens``, so all text output is billed as output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
-from services.ingest.normalisers._json import canonical_bytes, load_json
+from services.ingest.normalisers._json import BucketResult, bucket_results, load_json, page_items
 from services.ingest.normalisers.base import (
-    FormatError,
+    ROW_ERRORS,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
+    as_rejection,
     epoch_seconds,
     optional_str,
     sha256_hex,
+    string_tags,
     whole_number,
 )
 from shared.events import Evidence, ServiceTier, UsageBucket, UsageDimensions, UsageRecorded
-
-RESULT_OBJECT = "organization.usage.completions.result"
 
 _TIERS = {
     None: ServiceTier.STANDARD,
@@ -54,13 +59,13 @@ def service_tier(batch: Any, tier: Any, field_path: str) -> ServiceTier:
     key = tier.lower() if isinstance(tier, str) else tier
     if key == "":
         key = None
-    if key not in _TIERS:
+    if not isinstance(key, str | None) or key not in _TIERS:
         raise RowRejected(_path(field_path, "service_tier"), f"unknown service tier {tier!r}")
     return _TIERS[key]
 
 
 def token_buckets(result: dict[str, Any], field_path: str) -> dict[UsageBucket, int]:
-    """Split OpenAI's inclusive input count into exclusive buckets, checking that they add up."""
+    """Split OpenAI's inclusive text input count into exclusive buckets, checking that they add up."""
     total_input = whole_number(result.get("input_tokens"), _path(field_path, "input_tokens"))
     cached = (
         whole_number(result.get("input_cached_tokens"), _path(field_path, "input_cached_tokens"), required=False) or 0
@@ -73,6 +78,7 @@ def token_buckets(result: dict[str, Any], field_path: str) -> dict[UsageBucket, 
     )
     output = whole_number(result.get("output_tokens"), _path(field_path, "output_tokens"))
     assert total_input is not None and output is not None  # required fields never come back None
+
     uncached = total_input - cached - cache_write
     if uncached < 0:
         raise RowRejected(
@@ -89,88 +95,159 @@ def token_buckets(result: dict[str, Any], field_path: str) -> dict[UsageBucket, 
             f"is {stated} but input_tokens {total_input} - input_cached_tokens {cached} - input_cache_write_tokens "
             f"{cache_write} = {uncached}",
         )
-    return {
+
+    buckets = {
         UsageBucket.INPUT_UNCACHED_TOKENS: uncached,
         UsageBucket.CACHE_READ_TOKENS: cached,
         UsageBucket.CACHE_WRITE_TOKENS: cache_write,
         UsageBucket.OUTPUT_TOKENS: output,
     }
+    for name, bucket in (
+        ("input_audio_tokens", UsageBucket.AUDIO_INPUT_TOKENS),
+        ("output_audio_tokens", UsageBucket.AUDIO_OUTPUT_TOKENS),
+    ):
+        count = whole_number(result.get(name), _path(field_path, name), required=False)
+        if count is not None:
+            buckets[bucket] = count
+    return buckets
 
 
-class OpenAIUsageCompletions:
-    format_name = "openai-usage-completions"
-    description = "OpenAI organization usage API, completions (JSON page or list of buckets)"
+def _counted(name: str, bucket: UsageBucket) -> Callable[[dict[str, Any], str], dict[UsageBucket, int]]:
+    def read(result: dict[str, Any], field_path: str) -> dict[UsageBucket, int]:
+        count = whole_number(result.get(name), _path(field_path, name))
+        assert count is not None
+        return {bucket: count}
+
+    return read
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One usage endpoint: its result object, the service it bills and how its counts map to buckets."""
+
+    format_name: str
+    path: str
+    result_object: str
+    service: str
+    quantities: Callable[[dict[str, Any], str], dict[UsageBucket, int]]
+    tag_fields: tuple[str, ...] = ()
+
+
+ENDPOINTS = (
+    Endpoint(
+        "openai-usage-completions", "completions", "organization.usage.completions.result", "completions", token_buckets
+    ),
+    Endpoint(
+        "openai-usage-embeddings",
+        "embeddings",
+        "organization.usage.embeddings.result",
+        "embeddings",
+        _counted("input_tokens", UsageBucket.INPUT_UNCACHED_TOKENS),
+    ),
+    Endpoint(
+        "openai-usage-moderations",
+        "moderations",
+        "organization.usage.moderations.result",
+        "moderations",
+        _counted("input_tokens", UsageBucket.INPUT_UNCACHED_TOKENS),
+    ),
+    Endpoint(
+        "openai-usage-images",
+        "images",
+        "organization.usage.images.result",
+        "images",
+        _counted("images", UsageBucket.IMAGES),
+        ("size", "source"),
+    ),
+    Endpoint(
+        "openai-usage-audio-speeches",
+        "audio_speeches",
+        "organization.usage.audio_speeches.result",
+        "audio_speeches",
+        _counted("characters", UsageBucket.CHARACTERS),
+    ),
+    Endpoint(
+        "openai-usage-audio-transcriptions",
+        "audio_transcriptions",
+        "organization.usage.audio_transcriptions.result",
+        "audio_transcriptions",
+        _counted("seconds", UsageBucket.AUDIO_SECONDS),
+    ),
+    Endpoint(
+        "openai-usage-web-search-calls",
+        "web_search_calls",
+        "organization.usage.web_searches.result",
+        "web_search",
+        _counted("num_requests", UsageBucket.WEB_SEARCH_CALLS),
+        ("context_level",),
+    ),
+)
+
+
+class OpenAIUsage:
+    """Reads the pages of one usage endpoint into usage events priced from the catalogue."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.format_name = endpoint.format_name
+        self.description = f"OpenAI organization usage API, {endpoint.path} (JSON page or list of buckets)"
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
-        return RESULT_OBJECT.encode() in head or (b'"object": "bucket"' in head and b"input_tokens" in head)
+        return f'"{self.endpoint.result_object}"'.encode() in head
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
-        document = load_json(stream, "the OpenAI usage report")
-        buckets = _buckets(document)
+        buckets = page_items(load_json(stream, "the OpenAI usage report"), "an OpenAI usage report")
         identities = IdentityAllocator(context.tenant, self.format_name)
-        row_number = 0
-        for bucket_index, bucket in enumerate(buckets):
-            bucket_path = f"data[{bucket_index}]"
-            if not isinstance(bucket, dict):
-                row_number += 1
-                yield RowResult(
-                    row_number, canonical_bytes(bucket), error=RowRejected(bucket_path, "must be an object")
-                )
-                continue
-            results = bucket.get("results")
-            if not isinstance(results, list):
-                row_number += 1
-                yield RowResult(
-                    row_number, canonical_bytes(bucket), error=RowRejected(f"{bucket_path}.results", "must be a list")
-                )
-                continue
-            for result_index, result in enumerate(results):
-                row_number += 1
-                field_path = f"{bucket_path}.results[{result_index}]"
-                raw = canonical_bytes(
-                    {"start_time": bucket.get("start_time"), "end_time": bucket.get("end_time"), "result": result}
-                )
+        try:
+            for item in bucket_results(buckets, ("start_time", "end_time")):
+                if item.error is not None:
+                    yield RowResult(item.row_number, item.raw, error=item.error)
+                    continue
                 try:
-                    event = self._event(bucket, bucket_path, result, field_path, context, identities, row_number, raw)
-                except RowRejected as error:
-                    yield RowResult(row_number, raw, error=error)
+                    event = self._event(item, context, identities)
+                except ROW_ERRORS as error:
+                    yield RowResult(item.row_number, item.raw, error=as_rejection(error))
                 else:
-                    yield RowResult(row_number, raw, event=event)
+                    yield RowResult(item.row_number, item.raw, event=event)
+        finally:
+            identities.close()
 
-    def _event(
-        self,
-        bucket: dict[str, Any],
-        bucket_path: str,
-        result: Any,
-        field_path: str,
-        context: ImportContext,
-        identities: IdentityAllocator,
-        row_number: int,
-        raw: bytes,
-    ) -> UsageRecorded:
+    def _event(self, item: BucketResult, context: ImportContext, identities: IdentityAllocator) -> UsageRecorded:
+        result, field_path = item.result, item.field_path
         if not isinstance(result, dict):
             raise RowRejected(field_path, "must be an object")
-        start = epoch_seconds(bucket.get("start_time"), f"{bucket_path}.start_time")
-        end = epoch_seconds(bucket.get("end_time"), f"{bucket_path}.end_time")
+        result_object = result.get("object")
+        if result_object is not None and result_object != self.endpoint.result_object:
+            raise RowRejected(
+                f"{field_path}.object",
+                f"is {result_object!r}, but format {self.format_name} reads "
+                f"{self.endpoint.result_object!r}; import this page with its own format",
+            )
+        start = epoch_seconds(item.bucket.get("start_time"), f"{item.bucket_path}.start_time")
+        end = epoch_seconds(item.bucket.get("end_time"), f"{item.bucket_path}.end_time")
         if end < start:
-            raise RowRejected(f"{bucket_path}.end_time", f"is before start_time ({end} < {start})")
-        quantities = token_buckets(result, field_path)
+            raise RowRejected(f"{item.bucket_path}.end_time", f"is before start_time ({end} < {start})")
+
+        quantities = self.endpoint.quantities(result, field_path)
         requests = whole_number(result.get("num_model_requests"), f"{field_path}.num_model_requests", required=False)
+        tags = string_tags(
+            {name: optional_str(result.get(name), f"{field_path}.{name}") for name in self.endpoint.tag_fields}
+        )
         dimensions = UsageDimensions(
             project_id=optional_str(result.get("project_id"), f"{field_path}.project_id"),
             user_id=optional_str(result.get("user_id"), f"{field_path}.user_id"),
             api_key_id=optional_str(result.get("api_key_id"), f"{field_path}.api_key_id"),
+            tags=tags,
         )
         model = optional_str(result.get("model"), f"{field_path}.model")
         tier = service_tier(result.get("batch"), result.get("service_tier"), field_path)
+
         natural_key = {
             "start": start.isoformat(),
             "end": end.isoformat(),
             "model": model,
             "tier": tier.value,
             "dimensions": dimensions.model_dump(),
-            "quantities": {k.value: v for k, v in quantities.items()},
-            "requests": requests,
         }
         return UsageRecorded(
             event_id=identities.event_id(natural_key),
@@ -179,23 +256,21 @@ class OpenAIUsageCompletions:
             tenant=context.tenant,
             correlation_id=context.correlation_id,
             provider="openai",
-            service="completions",
+            service=self.endpoint.service,
             model=model,
             service_tier=tier,
             period_start=start,
             period_end=end,
             dimensions=dimensions,
-            quantities={bucket: quantity for bucket, quantity in quantities.items()},
+            quantities=dict(quantities),
             request_count=requests,
             evidence=Evidence(
-                format=self.format_name, file_name=context.file_name, row_number=row_number, raw_sha256=sha256_hex(raw)
+                format=self.format_name,
+                file_name=context.file_name,
+                row_number=item.row_number,
+                raw_sha256=sha256_hex(item.raw),
             ),
         )
 
 
-def _buckets(document: Any) -> list[Any]:
-    if isinstance(document, list):
-        return document
-    if isinstance(document, dict) and isinstance(document.get("data"), list):
-        return list(document["data"])
-    raise FormatError("an OpenAI usage report must be a page object with a 'data' list, or a list of buckets")
+OPENAI_USAGE_NORMALISERS = tuple(OpenAIUsage(endpoint) for endpoint in ENDPOINTS)
