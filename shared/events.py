@@ -33,6 +33,8 @@ SCHEMA_VERSION = 1
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+# Multi-line text written for people, such as a recommendation's arithmetic, which often runs past 512 characters.
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=20000)]
 
 
 def utc_now() -> datetime:
@@ -563,7 +565,7 @@ class SavingsRecommended(EventEnvelope):
     scope: NonEmptyStr = Field(description="What the recommendation applies to, such as 'team:research model:gpt-4o'.")
     estimated_monthly_savings: Money
     confidence: Literal["low", "medium", "high"]
-    arithmetic: NonEmptyStr = Field(description="The estimate written out with every figure used.")
+    arithmetic: LongText = Field(description="The estimate written out with every figure used.")
     caveat: str | None = None
     evidence_event_ids: tuple[str, ...] = ()
     status: Literal["open", "accepted", "dismissed", "implemented"] = "open"
