@@ -111,7 +111,7 @@ def batch_tier_estimate(
     catalogue: PriceCatalogue,
     reason: str | None = None,
 ) -> Estimate | None:
-    """Savings from moving standard-tier usage to the provider's batch tier; ``reason`` says why it can wait."""
+    """Savings from moving standard-tier usage to the provider's batch tier; ``reason`` explains why it can wait."""
     compared = _compare(
         samples, (provider, model, ServiceTier.STANDARD), (provider, model, ServiceTier.BATCH), catalogue
     )
@@ -189,10 +189,10 @@ def prompt_caching_estimate(
 
     Of the month's input tokens, ``cacheable_share`` is assumed to be a repeated prefix. The part of it not
     yet read from or written to the cache is what caching would newly serve: one token in
-    ``reads_per_write + 1`` of it is a cache write (rounded up to whole tokens), the rest cache reads. Reads
-    save the input price minus the cache-read price; writes cost the cache-write price minus the input price
-    (zero where the provider writes the cache at the input rate). Prices are those in effect when the month's
-    last usage started.
+    ``reads_per_write + 1`` of it is a cache write (rounded up to whole tokens), the rest cache reads. Each
+    read saves the input price minus the cache-read price. Each write costs the cache-write price minus the
+    input price, which is zero where the provider writes the cache at the input rate. Prices are those in
+    effect when the month's last usage started.
     """
     requests = sum(sample.request_count or 0 for sample in samples)
     if requests == 0 or any(sample.request_count is None for sample in samples):

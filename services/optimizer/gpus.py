@@ -2,8 +2,8 @@
 
 The mean is weighted by window length over the windows that start within
 ``window_days`` of the latest window's end, and is rounded half-even to 2 places.
-It needs at least ``min_window_hours`` of telemetry. The monthly cost is what the
-bill charged for the GPU's resource in the month of the latest window; without a
+It needs at least ``min_window_hours`` of telemetry. The monthly cost is the
+amount billed for the GPU's resource in the month of the latest window. Without a
 bill line it is the GPU model's hourly list price times 730 hours (365 × 24 / 12).
 An idle GPU saves its whole monthly cost. An under-used one saves the part of it
 that the same work would not need at the target utilisation:
@@ -36,7 +36,7 @@ class GpuWindow:
 
 @dataclass(frozen=True, slots=True)
 class BilledCost:
-    """What the bill charged for one resource in one month."""
+    """The amount billed for one resource in one month."""
 
     resource_id: str
     month: str
@@ -92,7 +92,7 @@ def gpu_estimate(
         monthly_cost, currency = billed.amount, billed.currency
         cost_line = (
             f"monthly cost: the bill charged {format_number(billed.amount)} {currency} for resource "
-            f"{billed.resource_id} in {billed.month} ({len(billed.cost_event_ids)} cost events)"
+            f"{billed.resource_id} in {billed.month} ({_count(len(billed.cost_event_ids), 'cost event')})"
         )
         price_rows: tuple[str, ...] = (f"bill:{billed.resource_id}:{billed.month}",)
         cost_events = billed.cost_event_ids
@@ -109,8 +109,8 @@ def gpu_estimate(
         return None  # an unknown GPU price is never taken as zero
 
     header = (
-        f"GPU {label}, {len(used)} telemetry windows {used[0].start.isoformat()} to {used[-1].end.isoformat()}, "
-        f"{format_number(hours)} hours:"
+        f"GPU {label}, {_count(len(used), 'telemetry window')} {used[0].start.isoformat()} to "
+        f"{used[-1].end.isoformat()}, {format_number(hours)} hours:"
     )
     mean_line = (
         f"mean utilisation = Σ(utilisation × seconds) / {format_number(seconds)} seconds = {format_number(mean)}% "
@@ -147,3 +147,7 @@ def gpu_estimate(
         price_rows,
     )
     return GpuFinding(kind, estimate, confidence, caveat, mean, monthly_cost, month)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

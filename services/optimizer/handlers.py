@@ -279,9 +279,9 @@ class OptimizerHandler:
         if row.use_case in self.policy.non_interactive_use_cases:
             return f"use_case:{row.use_case}", f"use case {row.use_case} is declared non-interactive"
         tags = json.loads(row.tags_json or "{}")
-        wanted = self.policy.batch_tags
-        if wanted and all(tags.get(key) == value for key, value in wanted.items()):
-            label = ",".join(f"{key}={value}" for key, value in sorted(wanted.items()))
+        required_tags = self.policy.batch_tags
+        if required_tags and all(tags.get(key) == value for key, value in required_tags.items()):
+            label = ",".join(f"{key}={value}" for key, value in sorted(required_tags.items()))
             return f"tagged:{label}", f"its usage is tagged {label}"
         if row.period_end is not None and _outside_business_hours(row.period_start, row.period_end, self.policy):
             hours = self.policy.business_hours
@@ -412,6 +412,8 @@ class OptimizerHandler:
         ]
         if offer.model is not None:
             conditions.append(USAGE.c.priced_model == offer.model)
+
+        # Only the lookback window ending on the latest usage day is read.
         latest = (await connection.execute(select(func.max(USAGE.c.period_start)).where(*conditions))).scalar()
         if latest is None:
             return None
@@ -421,6 +423,7 @@ class OptimizerHandler:
             latest.date() - timedelta(days=self.policy.commitment_lookback_days - 1), time.min, tzinfo=UTC
         )
         conditions.append(USAGE.c.period_start >= window_start)
+
         rows = (
             await connection.execute(
                 select(USAGE.c.usage_event_id, USAGE.c.period_start, USAGE.c.cost_amount, USAGE.c.cost_currency)
@@ -430,6 +433,7 @@ class OptimizerHandler:
         ).all()
         if not rows:
             return None
+
         currency = rows[-1].cost_currency  # the currency of the latest usage; other currencies are not converted
         amounts: dict[Any, Decimal] = defaultdict(Decimal)
         ids: dict[Any, list[str]] = defaultdict(list)
@@ -442,6 +446,8 @@ class OptimizerHandler:
         estimate = commitment_estimate(offer, days, currency, self.policy)
         if estimate is None:
             return None
+
+        # The baseline is the window's spend scaled to 30 days.
         last = max(amounts)
         first = last - timedelta(days=self.policy.commitment_lookback_days - 1)
         window_total = sum((amount for day, amount in amounts.items() if day >= first), Decimal(0))
@@ -740,7 +746,7 @@ class OptimizerHandler:
 async def _keep_latest(
     connection: AsyncConnection, table: Any, rows: list[dict[str, Any]], keys: list[str]
 ) -> list[dict[str, Any]]:
-    """Store each row unless the table holds a report for its key taken later; return the rows stored or changed."""
+    """Store each row unless the table has a later report for its key; return the rows stored or changed."""
     changed = []
     for row in sorted(rows, key=lambda item: item["as_of"]):
         condition = [table.c[key] == row[key] for key in keys]

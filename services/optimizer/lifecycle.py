@@ -8,8 +8,8 @@ Allowed status changes::
     implemented             (final)
 
 Every change stores a new revision, a history row and a ``savings.recommended``
-event in the optimizer's outbox in one transaction, then sends the event; the
-service's relay sends it later if the broker is down. Requesting a ticket
+event in the optimizer's outbox in one transaction, then sends the event. If the
+broker is down, the service's relay sends it later. Requesting a ticket
 publishes a revision with ``ticket_requested`` true, which the risk service
 turns into an ITSM ticket.
 """
@@ -17,6 +17,8 @@ turns into an ITSM ticket.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,10 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.optimizer.realised import measure_realised
 from services.optimizer.store import HISTORY, TABLE, bump, event_for, outgoing, record_status_change
+from services.optimizer.tables import TABLES
 from shared.db import Database
 from shared.events import SavingsRecommended, utc_now
+from shared.kafka import EventPublisher
 from shared.logging import get_logger
 from shared.outbox import Outbox
+from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
@@ -45,7 +50,7 @@ MIN_ID_PREFIX = 8
 
 
 class LifecycleError(ValueError):
-    """A lifecycle request cannot be applied; the message says why and what is allowed."""
+    """A lifecycle request cannot be applied; the message explains why and lists what is allowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,3 +279,24 @@ async def _send(outbox: Outbox, event: SavingsRecommended) -> None:
         await outbox.send_now(outgoing([event]))
     except Exception as error:  # stored in the outbox: the optimizer service's relay sends it later
         log.warning("recommendation.send_deferred", recommendation_id=event.recommendation_id, error=repr(error)[:300])
+
+
+@asynccontextmanager
+async def optimizer_outbox(settings: ServiceSettings) -> AsyncIterator[tuple[Database, Outbox]]:
+    """Open the optimizer's database and outbox from another process, such as the command line.
+
+    When the broker cannot be reached, changes are still stored and the optimizer service's relay sends their
+    events once it runs.
+    """
+    database = Database(settings.database_url_for("optimizer"))
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="aifinops-recommendations")
+    try:
+        await database.create_tables(TABLES)
+        try:
+            await publisher.start()
+        except Exception as error:  # the broker is down: store now, let the service's relay send later
+            log.warning("recommendations.broker_unavailable", error=repr(error)[:300])
+        yield database, Outbox("optimizer", database, publisher)
+    finally:
+        await publisher.stop()
+        await database.dispose()

@@ -2,7 +2,7 @@
 
 Example policy (every section is optional; the values shown are the defaults unless marked)::
 
-    non_interactive_use_cases: [document-extraction]   # owners declared these need no real-time answer (no default)
+    non_interactive_use_cases: [document-extraction]   # owners declared these need no real-time response (no default)
     batch_tier:
       tags: {workload: batch}                          # usage carrying these tags is non-interactive (no default)
       business_hours: {start_hour: 8, end_hour: 18, weekdays: [1, 2, 3, 4, 5], timezone: UTC}
@@ -100,6 +100,7 @@ class OptimizerPolicy:
         if not isinstance(document, dict):
             raise PolicyError(f"{path}: must be a mapping")
         reader = _Reader(str(path))
+
         use_cases = document.get("non_interactive_use_cases", [])
         if not isinstance(use_cases, list) or not all(isinstance(item, str) and item for item in use_cases):
             raise PolicyError(f"{path}: non_interactive_use_cases: must be a list of use case names")
@@ -109,6 +110,7 @@ class OptimizerPolicy:
         commitments = reader.section(document, "commitments")
         gpu = reader.section(document, "gpu")
         seats = reader.section(document, "seats")
+
         defaults = cls()
         policy = cls(
             non_interactive_use_cases=frozenset(use_cases),
@@ -149,6 +151,7 @@ class OptimizerPolicy:
             gpu_resources=reader.string_map(gpu, "gpu.resources"),
             seats_unused_after_days=reader.whole(seats, "seats.unused_after_days", defaults.seats_unused_after_days),
         )
+
         if policy.commitment_baseline_percentile > 100:
             raise PolicyError(f"{path}: commitments.baseline_percentile: must be at most 100")
         if policy.commitment_min_active_days > policy.commitment_lookback_days:

@@ -1,13 +1,17 @@
 """Unused seats and overlapping AI tools, priced per seat and month.
 
-Unused seats: when the licence's seat totals report inactive seats, those less the
-seats already pending cancellation are unused; otherwise a seat is unused when the
-latest seat report shows no activity for ``unused_after_days`` days (or ever) and
-no cancellation is pending. Overlapping tools: a person who holds seats in two
-products of one category (two coding assistants, say) needs one; the seats other
-than the most recently used one are the saving. A seat's price is the one the
-licence report states, else the list price in ``shared/data/seat_prices.csv``; a
-seat without a known price is left out of the estimate, never priced at zero.
+Unused seats: when the licence's seat totals report inactive seats, the inactive
+seats less those already pending cancellation are unused. Without totals, a seat is
+unused when the latest seat report shows no activity for ``unused_after_days`` days
+(or none ever) and no cancellation is pending.
+
+Overlapping tools: a person with seats in two products of one category (two coding
+assistants, say) needs one. The seats other than the most recently used one are the
+saving.
+
+A seat's price is the one the licence report states, else the list price in
+``shared/data/seat_prices.csv``. A seat without a known price is left out of the
+estimate, never priced at zero.
 """
 
 from __future__ import annotations
@@ -139,7 +143,7 @@ def unused_seats_estimate(
 @dataclass(frozen=True, slots=True)
 class Overlap:
     holder: str
-    kept: Seat
+    kept_seat: Seat
     redundant: tuple[Seat, ...]
 
 
@@ -148,13 +152,14 @@ def find_overlaps(seats: Sequence[Seat]) -> list[Overlap]:
     by_holder: dict[str, list[Seat]] = defaultdict(list)
     for seat in seats:
         by_holder[seat.holder.casefold()].append(seat)
+
     overlaps = []
-    for holder, held in sorted(by_holder.items()):
-        if len({(seat.vendor, seat.product) for seat in held}) < 2:
+    for holder, holder_seats in sorted(by_holder.items()):
+        if len({(seat.vendor, seat.product) for seat in holder_seats}) < 2:
             continue
         # Most recent activity first; a never-used seat sorts last; the product name breaks ties.
         ordered = sorted(
-            held,
+            holder_seats,
             key=lambda seat: (
                 -(seat.last_activity_at.timestamp() if seat.last_activity_at else float("-inf")),
                 seat.vendor,
@@ -170,6 +175,7 @@ def overlapping_tools_estimate(
 ) -> tuple[Estimate, list[Overlap]] | None:
     """Estimate the saving from one seat per person in ``category``; ``seats`` are the latest seats of its products."""
     overlaps = find_overlaps(seats)
+
     lines = []
     amounts: list[Decimal] = []
     currency: str | None = None
@@ -185,15 +191,16 @@ def overlapping_tools_estimate(
             currency = price.currency
             amounts.append(price.amount)
             price_rows.add(price.row_id)
-            evidence += [overlap.kept.event_id, seat.event_id]
-            kept_activity = overlap.kept.last_activity_at
+            evidence += [overlap.kept_seat.event_id, seat.event_id]
+            kept_activity = overlap.kept_seat.last_activity_at
             seat_activity = seat.last_activity_at
             lines.append(
-                f"{seat.holder}: keeps {overlap.kept.vendor}/{overlap.kept.product} (last active "
+                f"{seat.holder}: keeps {overlap.kept_seat.vendor}/{overlap.kept_seat.product} (last active "
                 f"{kept_activity.date().isoformat() if kept_activity else 'never'}), drops {seat.vendor}/"
                 f"{seat.product} (last active {seat_activity.date().isoformat() if seat_activity else 'never'}) "
                 f"at {format_number(price.amount)} {price.currency}"
             )
+
     total = sum(amounts, Decimal(0))
     if currency is None or total <= 0:
         return None

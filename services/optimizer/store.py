@@ -3,7 +3,7 @@
 A recommendation's id comes from its tenant and identity (by default its kind and
 scope), so a recomputation updates the open recommendation rather than repeating
 it. Each recomputation ("origin", such as one team's use of one model) owns the
-recommendations it produced; when it no longer finds one that is still open or
+recommendations it produced. When it no longer finds one that is still open or
 accepted, that one's savings drop to zero with the reason written out. Dismissed
 and implemented recommendations keep the estimate they had: a dismissal is not
 reopened by new usage, and an implemented one is measured instead (see
@@ -71,14 +71,14 @@ async def save_proposals(
 ) -> list[SavingsRecommended]:
     """Store what one recomputation found and withdraw its live recommendations that it no longer finds."""
     events: list[SavingsRecommended] = []
-    kept: set[str] = set()
+    found_ids: set[str] = set()
     for proposal in proposals:
         identifier = recommendation_id(tenant, _identity(proposal))
-        kept.add(identifier)
+        found_ids.add(identifier)
         event = await _save(connection, tenant, origin, identifier, proposal)
         if event is not None:
             events.append(event)
-    events += await _withdraw_missing(connection, tenant, origin, kept)
+    events += await _withdraw_missing(connection, tenant, origin, found_ids)
     return events
 
 
@@ -132,7 +132,7 @@ async def _save(
 
 
 async def _withdraw_missing(
-    connection: AsyncConnection, tenant: str, origin: str, kept: set[str]
+    connection: AsyncConnection, tenant: str, origin: str, found_ids: set[str]
 ) -> list[SavingsRecommended]:
     stale = (
         await connection.execute(
@@ -146,7 +146,7 @@ async def _withdraw_missing(
     ).all()
     events = []
     for row in stale:
-        if row.recommendation_id in kept:
+        if row.recommendation_id in found_ids:
             continue
         previous = row.arithmetic.splitlines()[0]
         await bump(

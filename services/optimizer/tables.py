@@ -44,7 +44,7 @@ class OptimizerUsage(SQLModel, table=True):
 
 
 class OptimizerRecommendation(SQLModel, table=True):
-    """A recommendation with its latest estimate, the arithmetic behind it and where it stands."""
+    """A recommendation with its latest estimate, the arithmetic behind it and its status."""
 
     __tablename__ = "optimizer_recommendations"
 
@@ -71,7 +71,7 @@ class OptimizerRecommendation(SQLModel, table=True):
     status_changed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
     created_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
     implemented_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
-    # What the recommendation covers cost this much a month before any change; `measure_json` says how to
+    # The monthly cost of what the recommendation covers, before any change. `measure_json` describes how to
     # measure that cost again after implementation.
     baseline_amount: Decimal | None = Field(default=None, sa_column=Column(ExactDecimal))
     baseline_period: str | None = Field(default=None, max_length=7)

@@ -1,13 +1,14 @@
 """Prompt caching, commitment, GPU and seat estimates against hand-worked arithmetic.
 
-Token figures are the OpenAI dashboard export's October 2025 rows (examples/data); GPU figures come from the
-DCGM exporter scrape and the OpenCost node cost in the test corpus; seat figures from GitHub's documented
-Copilot seat list and billing examples.
+Token figures are the OpenAI dashboard export's October 2025 rows (examples/data). GPU and seat figures are
+read from the DCGM exporter scrape, the OpenCost node cost and GitHub's documented Copilot seat examples in
+tests/fixtures/optimizer, whose SOURCES.md names their origin.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import json
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,6 +33,16 @@ D = Decimal
 B = UsageBucket
 CATALOGUE = PriceCatalogue.load()
 POLICY = OptimizerPolicy()
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "optimizer"
+
+
+def dcgm_value(metric: str, gpu_uuid: str) -> Decimal:
+    """Read one metric of one GPU from the DCGM exporter scrape."""
+    text = (FIXTURES / "dcgm_exporter_scrape_tesla_t4_trimmed.prom").read_text()
+    for line in text.splitlines():
+        if line.startswith(metric + "{") and f'UUID="{gpu_uuid}"' in line:
+            return D(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{metric} of {gpu_uuid} is not in the scrape")
 
 
 def sample(day: int, requests: int | None, **quantities: int) -> UsageSample:
@@ -188,7 +199,8 @@ class TestCommitment:
         assert nearest_rank(100, 7) == 7
 
 
-T4 = "424773df46e0/GPU-20c56d28-0da5-6d26-a36a-e7af1ce2586e (Tesla T4)"
+T4_UUID = "GPU-20c56d28-0da5-6d26-a36a-e7af1ce2586e"
+T4 = f"424773df46e0/{T4_UUID} (Tesla T4)"
 
 
 def windows(*percentages: str, hours: int = 6) -> list[GpuWindow]:
@@ -202,16 +214,36 @@ def windows(*percentages: str, hours: int = 6) -> list[GpuWindow]:
 
 
 class TestGpu:
+    def test_list_price_is_opencost_gpu_cost(self) -> None:
+        node = json.loads((FIXTURES / "costDataModel_node_g4dn_xlarge_fragment.json").read_text())["node"]
+        assert load_gpu_prices()["Tesla T4"].hourly_price == D(node["gpuCost"])
+
     def test_idle_priced_from_list(self) -> None:
-        finding = gpu_estimate(T4, windows("0", "0", "2", "0"), POLICY, None, load_gpu_prices()["Tesla T4"])
+        scraped = dcgm_value("DCGM_FI_DEV_GPU_UTIL", T4_UUID)
+        assert scraped == 0
+        telemetry = windows(*[str(scraped)] * 4)  # the scraped value over four 6-hour windows
+        finding = gpu_estimate(T4, telemetry, POLICY, None, load_gpu_prices()["Tesla T4"])
         assert finding is not None
         assert finding.kind is RecommendationKind.IDLE_GPU
-        # mean (0 + 0 + 2 × 21,600 + 0) / 86,400 seconds = 0.5%, below 5%
-        assert finding.mean_percent == D("0.50")
+        assert finding.mean_percent == D("0.00")
         # 0.461814 an hour × 730 hours = 337.12422
         assert finding.estimate.savings == D("337.12422")
         assert finding.confidence == "medium"
         assert finding.estimate.price_rows == ("gpu-price:Tesla T4",)
+
+    def test_mean_is_weighted_by_window_length(self) -> None:
+        start = at("2024-09-26T00:00")
+        telemetry = [
+            GpuWindow(start, start + timedelta(hours=18), D(10), "long"),
+            GpuWindow(start + timedelta(hours=18), start + timedelta(hours=24), D(50), "short"),
+        ]
+        finding = gpu_estimate(T4, telemetry, POLICY, None, load_gpu_prices()["Tesla T4"])
+        assert finding is not None
+        # (10 × 64,800 + 50 × 21,600) / 86,400 seconds = 20%
+        assert finding.mean_percent == D("20.00")
+        assert finding.kind is RecommendationKind.UNDERUSED_GPU
+        # 337.12422 × (1 − 20 / 70) = 337.12422 × 5 / 7 = 240.8030142857..., half-even to 6 places
+        assert finding.estimate.savings == D("240.803014")
 
     def test_underused_priced_from_bill(self) -> None:
         billed = BilledCost("i-006flle71l19b488a", "2024-09", D("1.624"), "USD", ("cost:a",))
@@ -259,17 +291,43 @@ def list_price(vendor: str, product: str, plan: str | None) -> SeatCost | None:
 
 
 def copilot_seats() -> list[Seat]:
-    # GitHub's documented seat list; the report date is set a month after the last activity.
+    """Read GitHub's documented seat list; the report date is set about a month after the last activity."""
+    listing = json.loads((FIXTURES / "github_copilot_billing_seats_list.json").read_text())
     return [
-        Seat("github", "github-copilot", "octocat", AS_OF, at("2021-10-14T06:53:32"), "business", None, "s1"),
-        Seat("github", "github-copilot", "octokitten", AS_OF, at("2021-10-13T06:53:32"), None, "2021-11-01", "s2"),
+        Seat(
+            "github",
+            "github-copilot",
+            entry["assignee"]["login"],
+            AS_OF,
+            datetime.fromisoformat(entry["last_activity_at"]),
+            entry.get("plan_type"),
+            entry["pending_cancellation_date"],
+            f"s{index}",
+        )
+        for index, entry in enumerate(listing["seats"], start=1)
     ]
+
+
+def copilot_totals() -> Entitlement:
+    """Read GitHub's documented Copilot billing example as seat totals."""
+    breakdown = json.loads((FIXTURES / "github_copilot_org_billing_details.json").read_text())["seat_breakdown"]
+    return Entitlement(
+        "github",
+        "github-copilot",
+        AS_OF,
+        breakdown["total"],
+        breakdown["active_this_cycle"],
+        breakdown["inactive_this_cycle"],
+        breakdown["pending_cancellation"],
+        "e1",
+    )
 
 
 class TestSeats:
     def test_unused_from_seat_totals(self) -> None:
         # GitHub's documented billing example: 12 seats, 11 inactive this cycle, none pending cancellation.
-        totals = Entitlement("github", "github-copilot", AS_OF, 12, 12, 11, 0, "e1")
+        totals = copilot_totals()
+        assert (totals.entitled_seats, totals.inactive_seats, totals.pending_cancellation_seats) == (12, 11, 0)
         result = unused_seats_estimate("github", "github-copilot", copilot_seats(), totals, list_price, POLICY)
         assert result is not None
         estimate, unused, price = result
@@ -283,7 +341,8 @@ class TestSeats:
         result = unused_seats_estimate("github", "github-copilot", copilot_seats(), None, list_price, POLICY)
         assert result is not None
         estimate, unused, _price = result
-        # octocat: last active 2021-10-14, 36 days before the report; octokitten is pending cancellation.
+        # octocat: last active 2021-10-14T06:53:32Z, 36 whole days before the report; octokitten is pending
+        # cancellation.
         assert unused == 1
         assert estimate.savings == D("19.00")
         assert "octocat (last active 2021-10-14)" in estimate.arithmetic
@@ -317,7 +376,7 @@ class TestSeats:
         estimate, overlaps = result
         # octocat used Copilot last (10-14 after 10-10): drops Cursor at 40.00.
         # octokitten used Cursor last (11-18 after 10-13): drops Copilot at 19.00 (no plan: Business price).
-        # hubot holds one seat only.
+        # hubot has one seat only.
         assert [overlap.holder for overlap in overlaps] == ["octocat", "octokitten"]
         assert estimate.savings == D("59.00")
         assert "estimated monthly savings = 40 + 19 = 59 USD" in estimate.arithmetic

@@ -180,6 +180,7 @@ async def test_batch_tier_off_hours_and_tagged(tmp_path: Path) -> None:
         quantities={"input_uncached_tokens": 1000000, "output_tokens": 100000},
     )
     await handler.handle(incoming(*nightly, tagged))
+
     found = latest(publisher)
     off_hours = found[("batch_tier", "team:nightly off-hours model:openai/gpt-5-mini")]
     # per bucket 1,000,000 × (0.25 − 0.125) + 100,000 × (2 − 1), per 1M tokens = 0.125 + 0.1 = 0.225; two buckets
@@ -187,6 +188,7 @@ async def test_batch_tier_off_hours_and_tagged(tmp_path: Path) -> None:
     assert off_hours.confidence == "medium"
     assert off_hours.evidence_event_ids == ("n22", "n23")
     assert "non-interactive because every usage bucket is an hour or shorter" in off_hours.arithmetic
+
     by_tag = found[("batch_tier", "team:etl tagged:workload=batch model:openai/gpt-5-mini")]
     assert by_tag.estimated_monthly_savings.amount == D("0.225")
     assert by_tag.confidence == "high"
