@@ -41,6 +41,7 @@ class StackConfig:
     budgets: Path | None = None
     optimizer_policy: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    use_cases: Path | None = None
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Stack:
             "ALLOCATION_RULES_FILE": self.config.allocation_rules,
             "RISK_BUDGETS_FILE": self.config.budgets,
             "OPTIMIZER_CONFIG_FILE": self.config.optimizer_policy,
+            "VALUE_USE_CASES_FILE": self.config.use_cases,
         }
         for name, path in optional.items():
             if path is not None:

@@ -26,6 +26,7 @@ def stack(
         budgets=EXAMPLES / "config" / "budgets.yaml",
         optimizer_policy=EXAMPLES / "config" / "optimizer.yaml",
         extra_env={"INGEST_MAX_BODY_BYTES": str(1024 * 1024)},
+        use_cases=EXAMPLES / "config" / "use_cases.yaml",
     )
     running = Stack(config)
     try:

@@ -138,6 +138,10 @@ async def test_recommendations(report: dict[str, Any]) -> None:
         ("batch_tier", "team:document-ai use_case:document-extraction model:openai/gpt-5"): Decimal("0.407921375"),
         # 53,440 × (2.50 − 0.15) + 5,760 × (1.25 − 0.075) + 10,646 × (10 − 0.60), per 1M tokens
         ("cheaper_model", "team:document-ai model:openai/gpt-4o tier:standard"): Decimal("0.2324244"),
+        # hand-worked in tests/unit/test_optimizer_estimates.py
+        ("prompt_caching", "team:document-ai model:openai/gpt-4o tier:standard"): Decimal("0.02709"),
+        ("prompt_caching", "team:document-ai model:openai/gpt-5 tier:standard"): Decimal("0.01823625"),
+        ("prompt_caching", "team:document-ai model:openai/gpt-5-mini tier:standard"): Decimal("0.023365575"),
     }
 
 
