@@ -290,13 +290,27 @@ async def optimizer_outbox(settings: ServiceSettings) -> AsyncIterator[tuple[Dat
     """
     database = Database(settings.database_url_for("optimizer"))
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="aifinops-recommendations")
+    sender: Any = publisher
     try:
         await database.create_tables(TABLES)
         try:
             await publisher.start()
         except Exception as error:  # the broker is down: store now, let the service's relay send later
             log.warning("recommendations.broker_unavailable", error=repr(error)[:300])
-        yield database, Outbox("optimizer", database, publisher)
+            # EventPublisher.stop only stops a started producer; this one half-started and must close too.
+            await publisher._producer.stop()  # noqa: SLF001
+            sender = _UnavailablePublisher(repr(error))
+        yield database, Outbox("optimizer", database, sender)
     finally:
         await publisher.stop()
         await database.dispose()
+
+
+class _UnavailablePublisher:
+    """Stands in for a publisher that could not connect, so sending fails at once instead of waiting."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def publish(self, events: Any) -> None:
+        raise ConnectionError(f"the broker is unavailable: {self.reason}")
