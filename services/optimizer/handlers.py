@@ -332,6 +332,7 @@ class OptimizerHandler:
                     "it to the batch tier, whose results can take up to 24 hours."
                 )
             measure = _usage_measure(provider, [model], estimate.currency, team=team, use_case=use_case)
+            in_scope = [row for row in rows if use_case is None or row.use_case == use_case]
             proposals.append(
                 Proposal(
                     RecommendationKind.BATCH_TIER,
@@ -339,7 +340,7 @@ class OptimizerHandler:
                     estimate,
                     confidence,
                     caveat,
-                    **await _baseline(connection, tenant, measure, month),
+                    **_baseline_from_rows(in_scope, measure, month),
                 )
             )
         return proposals
@@ -383,7 +384,7 @@ class OptimizerHandler:
                         f"Assumes {share}% of the input is a prefix that repeats within the cache lifetime; put "
                         "stable content (instructions, tool definitions, documents) first, then compare the cached "
                         "token counts.",
-                        **await _baseline(connection, tenant, measure, month),
+                        **_baseline_from_rows(rows, measure, month),
                     )
                 )
         return proposals
@@ -774,8 +775,17 @@ def _usage_measure(
     }
 
 
+def _baseline_from_rows(rows: Sequence[Any], measure: dict[str, Any], month: str) -> dict[str, Any]:
+    """Sum the baseline from usage rows already loaded for the measure's team, provider and model."""
+    amount = sum(
+        (row.cost_amount for row in rows if row.month == month and row.cost_currency == measure["currency"]),
+        Decimal(0),
+    )
+    return {"baseline_amount": amount, "baseline_period": month, "measure": measure}
+
+
 async def _baseline(connection: AsyncConnection, tenant: str, measure: dict[str, Any], month: str) -> dict[str, Any]:
-    monthly = await usage_cost_by_month(connection, tenant, measure)
+    monthly = await usage_cost_by_month(connection, tenant, measure, month)
     return {"baseline_amount": monthly.get(month, Decimal(0)), "baseline_period": month, "measure": measure}
 
 

@@ -34,8 +34,10 @@ SEATS = OptimizerSeat.__table__  # type: ignore[attr-defined]
 ENTITLEMENTS = OptimizerSeatEntitlement.__table__  # type: ignore[attr-defined]
 
 
-async def usage_cost_by_month(connection: AsyncConnection, tenant: str, measure: dict[str, Any]) -> dict[str, Decimal]:
-    """Sum the priced usage a ``usage`` measure covers, per month, in the measure's currency."""
+async def usage_cost_by_month(
+    connection: AsyncConnection, tenant: str, measure: dict[str, Any], month: str | None = None
+) -> dict[str, Decimal]:
+    """Sum the priced usage a ``usage`` measure covers, per month (or in one month), in the measure's currency."""
     conditions = [
         USAGE.c.tenant == tenant,
         USAGE.c.provider == measure["provider"],
@@ -48,6 +50,8 @@ async def usage_cost_by_month(connection: AsyncConnection, tenant: str, measure:
         conditions.append(USAGE.c.team == measure["team"])
     if measure.get("use_case") is not None:
         conditions.append(USAGE.c.use_case == measure["use_case"])
+    if month is not None:
+        conditions.append(USAGE.c.month == month)
     return await _by_month(connection, conditions)
 
 
