@@ -15,8 +15,8 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -30,7 +30,24 @@ from services.allocation.commands import commitments, render_drawdowns
 from services.allocation.commitments import Drawdown
 from services.allocation.settings import AllocationSettings
 from services.ingest.batch import import_file
+from services.optimizer.lifecycle import (
+    change_status,
+    list_recommendations,
+    optimizer_outbox,
+    request_ticket,
+)
+from services.value.files import import_outcomes_file
 from services.value.outcomes import rows_from_csv
+from shared.events import (
+    EventEnvelope,
+    GpuUtilisationReported,
+    SeatActivityReported,
+    SeatEntitlementReported,
+    parse_event,
+    utc_now,
+)
+from shared.kafka import EventPublisher, OutgoingEvent
+from shared.topics import EVENT_TOPICS
 
 DEMO_TENANT = "demo"
 
@@ -47,9 +64,10 @@ SAMPLE_FILES = (
     "azure_cost_export_openai_constructed.csv",
     "gcp_billing_export_vertex_ai_constructed.ndjson",
     "cloudevents_gpu_cluster_constructed.json",
-    "dcgm_exporter_scrapes_constructed.prom",
-    "github_copilot_billing_seats_list.json",
 )
+# NOTE: the ingest tests import the Copilot seat list and DCGM scrapes from examples/data; the demo leaves them out
+# because its seat and GPU reports (SEAT_AND_GPU_REPORTS) describe one fleet linked to the FOCUS GPU rows, and a
+# second, unrelated snapshot of the same seats and GPUs would replace it as the latest.
 WEBHOOK_SAMPLE = ("anthropic-usage-report", "anthropic_usage_webhook_2026-11.json")
 OUTCOMES_FILE = "outcomes.csv"
 REIMPORTED_FILE = "dashboard_export_usage_completions.tsv"
@@ -57,6 +75,11 @@ REIMPORTED_FILE = "dashboard_export_usage_completions.tsv"
 PROVIDER_COST_FILE = "dashboard_export_costs_daily.tsv"
 # The demo's usage is from 2025 and 2026; commitments are projected as of the end of the last sample month.
 DEMO_AS_OF = datetime(2025, 10, 31, tzinfo=UTC)
+# Value and optimizer samples (examples/data/SOURCES.md says where each comes from). The usage file is the
+# month of support usage before the webhook's, the outcome file its outcomes, and the reports are events.
+VALUE_USAGE_FILE = "anthropic_usage_support_2026-10.json"
+VALUE_OUTCOMES_FILE = "outcomes_support_2026-10.csv"
+SEAT_AND_GPU_REPORTS = "seat_and_gpu_reports.json"
 
 
 def examples_dir() -> Path:
@@ -83,6 +106,7 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
         contracts=examples / "config" / "contracts.yaml",
         itsm_standin=True,
         allocation_terms=examples / "config" / "tenant_terms.yaml",
+        use_cases=examples / "config" / "use_cases.yaml",
     )
     stack = Stack(config)
     say: Callable[..., None] = (lambda *_args, **_kwargs: None) if as_json else console.print
@@ -91,10 +115,12 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
         await stack.start()
         await feed_samples(stack, DEMO_TENANT, say)
         await feed_provider_costs(stack, DEMO_TENANT, say)
+        await feed_value_and_optimizer_samples(stack, DEMO_TENANT, say)
         say("Waiting until every topic and outbox is drained ...")
         await stack.wait_until_drained()
         tickets = await run_itsm_outage(stack, DEMO_TENANT, say)
         await resolve_one_incident(stack, DEMO_TENANT, say)
+        await walk_recommendation_lifecycle(stack, DEMO_TENANT, say)
         await stack.wait_until_drained()
         report = await build_report(stack.settings(), DEMO_TENANT)
         report.itsm_check = tickets.__dict__
@@ -191,3 +217,97 @@ async def demo_commitments(stack: Stack, config: StackConfig) -> list[Drawdown]:
         ALLOCATION_TERMS_FILE=str(config.allocation_terms) if config.allocation_terms else None,
     )
     return await commitments(settings, DEMO_TENANT, DEMO_AS_OF)
+
+
+async def feed_value_and_optimizer_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> None:
+    """Send the samples behind unit economics trends, commitments, GPU and seat recommendations."""
+    examples = examples_dir() / "data"
+    settings = stack.settings()
+    result = await import_file(examples / VALUE_USAGE_FILE, settings=settings, tenant=tenant)
+    say(
+        f"imported {VALUE_USAGE_FILE}: format {result.normaliser.format_name} (detected), "
+        f"accepted {result.summary.accepted}, duplicate {result.summary.duplicates}",
+        highlight=False,
+    )
+    new, duplicate, rejected = await import_outcomes_file(examples / VALUE_OUTCOMES_FILE, settings, tenant)
+    say(f"imported outcomes {VALUE_OUTCOMES_FILE}: accepted {new}, duplicate {duplicate}, rejected {len(rejected)}")
+    reports = await publish_sample_reports(stack, tenant, examples / SEAT_AND_GPU_REPORTS)
+    say(f"published {reports} seat and GPU reports from {SEAT_AND_GPU_REPORTS}")
+
+
+async def publish_sample_reports(stack: Stack, tenant: str, path: Path) -> int:
+    """Publish the seat and GPU report events of a sample file on their topics, for one tenant.
+
+    These reports normally come from the ingest service's seat and GPU telemetry imports. The file contains the
+    events those imports produce, so the demo does not depend on them.
+    """
+    events = []
+    for item in json.loads(path.read_text()):
+        event = parse_event(json.dumps({**item, "tenant": tenant, "correlation_id": f"demo:{path.name}"}))
+        events.append(event)
+    await _publish(stack, events)
+    return len(events)
+
+
+async def _publish(stack: Stack, events: Sequence[EventEnvelope]) -> None:
+    outgoing = []
+    for event in events:
+        if isinstance(event, SeatActivityReported | SeatEntitlementReported):
+            key = f"{event.vendor}:{event.product}"
+        elif isinstance(event, GpuUtilisationReported):
+            key = f"gpu:{event.host}:{event.gpu_id}"
+        else:
+            raise ValueError(
+                f"{event.event_id}: the sample reports hold seat and GPU reports only, not {event.EVENT_TYPE}"
+            )
+        outgoing.append(OutgoingEvent.of(EVENT_TOPICS[event.EVENT_TYPE], event, key=key))
+    publisher = EventPublisher(stack.bootstrap_servers, client_id="aifinops-demo")
+    await publisher.start()
+    try:
+        await publisher.publish(outgoing)
+    finally:
+        await publisher.stop()
+
+
+async def walk_recommendation_lifecycle(stack: Stack, tenant: str, say: Callable[..., None]) -> None:
+    """Dismiss, accept and implement a recommendation each, request a ticket, then report the seats removed."""
+    async with optimizer_outbox(stack.settings()) as (database, outbox):
+        found = {(view.kind, view.scope): view for view in await list_recommendations(database, tenant)}
+        steps = [
+            (
+                ("cheaper_model", "team:document-ai model:openai/gpt-4o tier:standard"),
+                "dismissed",
+                "gpt-4o-mini missed invoice fields on the sample set",
+            ),
+            (("batch_tier", "team:document-ai use_case:document-extraction model:openai/gpt-5-mini"), "accepted", None),
+            (("unused_seats", "seats:github/github-copilot"), "implemented", None),
+        ]
+        for key, status, reason in steps:
+            view = found.get(key)
+            if view is None:
+                say(f"[yellow]no {key[0]} recommendation for {key[1]}; lifecycle step skipped[/]")
+                continue
+            await change_status(database, outbox, tenant, view.recommendation_id, status, by="demo", reason=reason)
+            say(f"recommendation {view.recommendation_id[:8]} ({key[0]} {key[1]}): {status}", highlight=False)
+            if status == "accepted":
+                await request_ticket(database, outbox, tenant, view.recommendation_id, by="demo")
+                say(f"recommendation {view.recommendation_id[:8]}: ITSM ticket requested", highlight=False)
+    # After the 11 unused Copilot seats are removed, the next seat report shows one entitled seat.
+    now = utc_now()
+    follow_up = SeatEntitlementReported(
+        event_id=f"demo-seats:github-copilot:totals:{now.isoformat()}",
+        occurred_at=now,
+        source="demo.sample-reports",
+        tenant=tenant,
+        correlation_id="demo:lifecycle",
+        vendor="github",
+        product="github-copilot",
+        as_of=now + timedelta(seconds=1),
+        entitled_seats=1,
+        active_seats=1,
+        inactive_seats=0,
+        pending_cancellation_seats=0,
+        evidence={"format": "synthetic-seat-report"},
+    )
+    await _publish(stack, [follow_up])
+    say("published a later seat report: 1 entitled GitHub Copilot seat, 0 inactive")

@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 
 from services.allocation.tables import CostLedgerEntry, Reconciliation
 from services.ingest.tables import IngestRejectedRow, IngestUsageEvent
-from services.optimizer.tables import OptimizerRecommendation
+from services.optimizer.lifecycle import list_recommendations
 from services.risk.tables import RiskFinding
-from services.value.tables import ValueUnitEconomics
+from services.value.queries import read_unit_economics
 from shared.db import Database
 from shared.settings import ServiceSettings
 
@@ -62,6 +62,7 @@ class Report:
     # What ingest captured for the tenant: counts per format, rejected rows, provider cost statements,
     # seats and GPU utilisation (see _read_capture).
     capture: dict[str, Any] = field(default_factory=dict)
+    value_unlinked: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         def money_map(values: dict[str, Decimal]) -> dict[str, str]:
@@ -91,6 +92,7 @@ class Report:
             },
             "reconciliation": self.reconciliation,
             "capture": self.capture,
+            "value_unlinked": self.value_unlinked,
         }
 
 
@@ -261,61 +263,29 @@ async def _read_findings(database: Database, tenant: str, report: Report) -> Non
 
 
 async def _read_unit_economics(database: Database, tenant: str, report: Report) -> None:
-    table = ValueUnitEconomics.__table__  # type: ignore[attr-defined]
     try:
-        async with database.engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    select(table)
-                    .where(table.c.tenant == tenant)
-                    .order_by(table.c.use_case, table.c.period, table.c.outcome_kind)
-                )
-            ).all()
+        report.unit_economics = await read_unit_economics(database, tenant)
     finally:
         await database.dispose()
-    report.unit_economics = [
+    report.value_unlinked = [
         {
-            "use_case": row.use_case,
-            "period": row.period,
-            "cost": str(row.cost_amount),
-            "currency": row.currency,
-            "outcome_kind": row.outcome_kind,
-            "outcomes": str(row.outcomes),
-            "outcome_unit": row.outcome_unit,
-            "cost_per_outcome": str(row.cost_per_outcome) if row.cost_per_outcome is not None else None,
-            "value": str(row.value_amount) if row.value_amount is not None else None,
-            "cost_events": row.cost_event_count,
+            "use_case": row["use_case"],
+            "period": row["period"],
+            "cost": row["cost"],
+            "currency": row["currency"],
+            "owner": row["owner"],
+            "cost_events": row["cost_events"],
         }
-        for row in rows
+        for row in report.unit_economics
+        if not row["value_linked"]
     ]
 
 
 async def _read_recommendations(database: Database, tenant: str, report: Report) -> None:
-    table = OptimizerRecommendation.__table__  # type: ignore[attr-defined]
     try:
-        async with database.engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    select(table).where(table.c.tenant == tenant).order_by(table.c.savings_amount.desc(), table.c.scope)
-                )
-            ).all()
+        report.recommendations = [view.as_json() for view in await list_recommendations(database, tenant)]
     finally:
         await database.dispose()
-    report.recommendations = [
-        {
-            "recommendation_id": row.recommendation_id,
-            "kind": row.kind,
-            "scope": row.scope,
-            "estimated_monthly_savings": str(row.savings_amount),
-            "currency": row.currency,
-            "confidence": row.confidence,
-            "arithmetic": row.arithmetic,
-            "caveat": row.caveat,
-            "status": row.status,
-        }
-        for row in rows
-    ]
-    report.recommendations.sort(key=lambda item: (-Decimal(item["estimated_monthly_savings"]), item["scope"]))
 
 
 def _shown(amount: Decimal | str | None) -> str:
@@ -377,35 +347,104 @@ def render_report(report: Report, console: Console) -> None:
         console.print("none")
     console.print()
 
-    table = Table(title="Unit economics (cost per outcome)", title_justify="left")
-    for column in ("use case", "month", "cost", "outcomes", "cost per outcome", "value"):
-        table.add_column(column, justify="right" if column not in ("use case", "month") else "left")
-    for row in report.unit_economics:
-        outcomes = f"{Decimal(row['outcomes']):,} {row['outcome_kind']}" if row["outcome_kind"] != "(none)" else "none"
-        table.add_row(
-            row["use_case"],
-            row["period"],
-            f"{_shown(row['cost'])} {row['currency']}",
-            outcomes,
-            f"{_shown(row['cost_per_outcome'])} {row['currency']}" if row["cost_per_outcome"] else "-",
-            f"{_shown(row['value'])} {row['currency']}" if row["value"] else "-",
-        )
-    console.print(table)
+    render_unit_economics(report, console)
+    render_recommendations(report, console)
 
-    console.print("[bold]Recommendations[/]")
+
+def _percent(value: str | None) -> str:
+    return "-" if value is None else f"{Decimal(value):,} %"
+
+
+def render_unit_economics(report: Report, console: Console) -> None:
+    """Print each use case month: cost per outcome, value, ROI, payback and the trend against the month before."""
+    console.print(
+        "[bold]Unit economics per use case[/] (ROI = (value − cost) / cost; payback = investment / net benefit)"
+    )
+    linked = [row for row in report.unit_economics if row["value_linked"]]
+    for row in linked:
+        currency = row["currency"]
+        owner = f" (owner {row['owner']})" if row["owner"] else ""
+        console.print(f"- [bold]{row['use_case']}[/]{owner}, {row['period']}:", highlight=False)
+        baseline = (
+            f" against a baseline of {_shown(row['baseline_cost_per_outcome'])} {currency}"
+            if row["baseline_cost_per_outcome"] is not None
+            else ""
+        )
+        console.print(
+            f"    cost {_shown(row['cost'])} {currency} for {Decimal(row['outcomes']):,} {row['outcome_kind']}: "
+            f"{_shown(row['cost_per_outcome'])} {currency} per outcome{baseline}",
+            highlight=False,
+        )
+        if row["value"] is not None:
+            payback = (
+                f"{Decimal(row['payback_months']):,} months" if row["payback_months"] is not None else "no payback"
+            )
+            console.print(
+                f"    value {_shown(row['value'])} {currency} ({row['value_source']}), "
+                f"net {_shown(row['net_benefit'])} {currency}, ROI {_percent(row['roi_percent'])}, payback {payback}",
+                highlight=False,
+            )
+        else:
+            console.print("    value unknown: no outcome carried a value and the register gives none", highlight=False)
+        if row["previous_cost_per_outcome"] is not None:
+            console.print(
+                f"    trend: cost per outcome {_percent(row['cost_per_outcome_change_percent'])} against "
+                f"{row['previous_period']} ({_shown(row['previous_cost_per_outcome'])} {currency}); ROI was "
+                f"{_percent(row['previous_roi_percent'])}",
+                highlight=False,
+            )
+        else:
+            console.print(f"    trend: no figures for {row['previous_period']}", highlight=False)
+    if not linked:
+        console.print("none")
+    console.print("[bold]Value-unlinked spend[/] (use cases with cost and no outcome recorded; risk raises these)")
+    for row in report.value_unlinked:
+        owner = f", owner {row['owner']}" if row["owner"] else ""
+        console.print(
+            f"- {row['use_case']} {row['period']}: {_shown(row['cost'])} {row['currency']} over "
+            f"{row['cost_events']} cost events{owner}",
+            highlight=False,
+        )
+    if not report.value_unlinked:
+        console.print("none")
+    console.print()
+
+
+def render_recommendations(report: Report, console: Console) -> None:
+    """Print every recommendation with its arithmetic, status and realised savings, largest first."""
+    live = [item for item in report.recommendations if Decimal(item["estimated_monthly_savings"]) != 0]
+    withdrawn = len(report.recommendations) - len(live)
+    kinds = sorted({item["kind"] for item in live})
+    console.print(f"[bold]Recommendations[/] ({len(live)}, of {len(kinds)} kinds: {', '.join(kinds) or 'none'})")
     total: dict[str, Decimal] = {}
-    for item in report.recommendations:
+    for item in live:
         savings = Decimal(item["estimated_monthly_savings"])
-        total[item["currency"]] = total.get(item["currency"], Decimal(0)) + savings
+        if item["status"] in ("open", "accepted"):
+            total[item["currency"]] = total.get(item["currency"], Decimal(0)) + savings
         console.print(
             f"- [bold]{item['kind']}[/] {item['scope']}: saves about {_shown(savings)} {item['currency']} "
-            f"a month (confidence {item['confidence']})"
+            f"a month (confidence {item['confidence']}, {item['status']}, id {item['recommendation_id'][:8]})",
+            highlight=False,
         )
         for line in item["arithmetic"].splitlines():
             console.print(f"    {line}", highlight=False)
         if item["caveat"]:
             console.print(f"    caveat: {item['caveat']}", highlight=False)
-    console.print(f"Estimated savings, all recommendations: {_money_cell(total)} a month")
+        if item["status_reason"]:
+            console.print(f"    {item['status']} because: {item['status_reason']}", highlight=False)
+        if item["ticket_requested"]:
+            console.print("    ITSM ticket requested", highlight=False)
+        if item["status"] == "implemented":
+            console.print(
+                f"    realised: {item['realised_arithmetic'] or 'not measured yet: no cost or seat data since then'}",
+                highlight=False,
+            )
+    if withdrawn:
+        console.print(f"{withdrawn} earlier recommendations no longer apply to the latest data (savings 0).")
+    console.print(
+        f"Estimated savings, open and accepted recommendations: {_money_cell(total)} a month. Recommendations on "
+        "the same usage or seats overlap, so this sum is an upper bound."
+    )
     console.print()
     render_tickets(report, console)
     render_unallocated(report, console)

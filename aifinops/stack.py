@@ -58,6 +58,7 @@ class StackConfig:
     allocation_terms: Path | None = None
     # Signing secret of LOCAL_WEBHOOK_SOURCE, new for every stack unless given.
     webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    use_cases: Path | None = None
 
 
 @dataclass
@@ -169,6 +170,7 @@ class Stack:
             "RISK_POLICY_FILE": self.config.risk_policy,
             "RISK_CONTRACTS_FILE": self.config.contracts,
             "ALLOCATION_TERMS_FILE": self.config.allocation_terms,
+            "VALUE_USE_CASES_FILE": self.config.use_cases,
         }
         for name, path in optional.items():
             if path is not None:

@@ -33,6 +33,8 @@ SCHEMA_VERSION = 1
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+# Multi-line text written for people, such as a recommendation's arithmetic, which often runs past 512 characters.
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=20000)]
 
 
 def utc_now() -> datetime:
@@ -552,11 +554,45 @@ class ValueMapped(EventEnvelope):
     value_linked: bool = Field(
         default=True, description="False when the use case had spend in the period and no outcome was recorded."
     )
+    owner: str | None = Field(default=None, description="Owner of the use case, from the use case register.")
+    value_source: str | None = Field(
+        default=None,
+        description="Where the value comes from: 'outcome_events' (values sent with the outcomes), "
+        "'value_per_outcome' or 'baseline_cost_avoided' (outcomes times a figure from the use case register), "
+        "or several of them joined by '+'.",
+    )
+    net_benefit: Money | None = Field(default=None, description="value minus cost; None without a value.")
+    roi_percent: Decimal | None = Field(
+        default=None,
+        description="(value − cost) / cost × 100, rounded half-even to 2 places; None without value or cost.",
+    )
+    payback_months: Decimal | None = Field(
+        default=None,
+        description="Investment / net benefit of this period, in months, rounded half-even to 2 places; None without "
+        "an investment or when the net benefit is not positive.",
+    )
+    baseline_cost_per_outcome: Money | None = Field(
+        default=None, description="What one outcome cost before the use case, from the use case register."
+    )
+    previous_period: str | None = Field(default=None, description="The calendar month before `period`.")
+    previous_cost_per_outcome: Money | None = Field(default=None, description="Cost per outcome in previous_period.")
+    cost_per_outcome_change_percent: Decimal | None = Field(
+        default=None,
+        description="(cost_per_outcome − previous_cost_per_outcome) / previous_cost_per_outcome × 100, rounded "
+        "half-even to 2 places; negative means each outcome got cheaper.",
+    )
+    previous_roi_percent: Decimal | None = Field(default=None, description="roi_percent of previous_period.")
 
 
 class RecommendationKind(StrEnum):
     BATCH_TIER = "batch_tier"
     CHEAPER_MODEL = "cheaper_model"
+    PROMPT_CACHING = "prompt_caching"
+    COMMITMENT = "commitment"
+    IDLE_GPU = "idle_gpu"
+    UNDERUSED_GPU = "underused_gpu"
+    UNUSED_SEATS = "unused_seats"
+    OVERLAPPING_TOOLS = "overlapping_tools"
 
 
 class SavingsRecommended(EventEnvelope):
@@ -570,13 +606,30 @@ class SavingsRecommended(EventEnvelope):
     scope: NonEmptyStr = Field(description="What the recommendation applies to, such as 'team:research model:gpt-4o'.")
     estimated_monthly_savings: Money
     confidence: Literal["low", "medium", "high"]
-    arithmetic: NonEmptyStr = Field(description="The estimate written out with every figure used.")
+    arithmetic: LongText = Field(description="The estimate written out with every figure used.")
     caveat: str | None = None
     evidence_event_ids: tuple[str, ...] = ()
     status: Literal["open", "accepted", "dismissed", "implemented"] = "open"
     ticket_requested: bool = Field(
         default=False, description="True when someone asked for an ITSM ticket; risk's connectors open it."
     )
+    revision: int = Field(
+        default=1, ge=1, description="A higher revision of the same recommendation replaces a lower one."
+    )
+    price_row_ids: tuple[str, ...] = Field(
+        default=(), description="Price rows, offers or seat prices the estimate used, by id."
+    )
+    status_reason: str | None = Field(default=None, description="Why the status changed; required for dismissals.")
+    status_changed_by: str | None = None
+    status_changed_at: AwareDatetime | None = None
+    baseline_monthly_cost: Money | None = Field(
+        default=None, description="Monthly cost of what the recommendation covers, before any change."
+    )
+    baseline_period: str | None = Field(default=None, description="Month the baseline cost was measured in.")
+    realised_monthly_savings: Money | None = Field(
+        default=None, description="Measured after implementation: baseline minus the monthly cost since then."
+    )
+    realised_arithmetic: str | None = None
 
 
 class DeadLetterRecorded(EventEnvelope):

@@ -64,7 +64,12 @@ SUBSCRIPTIONS: dict[str, tuple[Topic, ...]] = {
         Topic.SAVINGS_RECOMMENDED,
     ),
     "value": (Topic.COST_ALLOCATED, Topic.OUTCOME_RECORDED),
-    "optimizer": (Topic.COST_ALLOCATED,),
+    "optimizer": (
+        Topic.COST_ALLOCATED,
+        Topic.SEAT_ACTIVITY_REPORTED,
+        Topic.SEAT_ENTITLEMENT_REPORTED,
+        Topic.GPU_UTILISATION_REPORTED,
+    ),
 }
 
 

@@ -1,13 +1,13 @@
-"""Run the optimizer service: consume cost-allocated events, publish savings recommendations."""
+"""Run the optimizer service: consume costs, seat reports and GPU telemetry, publish savings recommendations."""
 
 from __future__ import annotations
 
 from services.optimizer.handlers import OptimizerHandler
-from services.optimizer.policy import OptimizerPolicy, load_alternatives
+from services.optimizer.policy import OptimizerPolicy, SeatPrices, load_alternatives, load_gpu_prices
 from services.optimizer.settings import OptimizerSettings
 from services.optimizer.tables import TABLES
 from shared.catalogue import PriceCatalogue
-from shared.events import CostAllocated
+from shared.events import CostAllocated, GpuUtilisationReported, SeatActivityReported, SeatEntitlementReported
 from shared.logging import get_logger
 from shared.service import ServiceRuntime, run_service
 from shared.topics import Topic
@@ -24,9 +24,21 @@ async def main() -> None:
         "optimizer.configured",
         catalogue_version=catalogue.version,
         non_interactive_use_cases=",".join(sorted(policy.non_interactive_use_cases)),
+        commitment_offers=",".join(offer.offer_id for offer in policy.commitment_offers),
     )
-    handler = OptimizerHandler(runtime.database, runtime.outbox, catalogue, policy, load_alternatives())
+    handler = OptimizerHandler(
+        runtime.database,
+        runtime.outbox,
+        catalogue,
+        policy,
+        load_alternatives(),
+        seat_prices=SeatPrices.load(),
+        gpu_prices=load_gpu_prices(),
+    )
     runtime.subscribe(Topic.COST_ALLOCATED, CostAllocated, handler.handle)
+    runtime.subscribe(Topic.SEAT_ACTIVITY_REPORTED, SeatActivityReported, handler.handle_seat_activity)
+    runtime.subscribe(Topic.SEAT_ENTITLEMENT_REPORTED, SeatEntitlementReported, handler.handle_seat_entitlements)
+    runtime.subscribe(Topic.GPU_UTILISATION_REPORTED, GpuUtilisationReported, handler.handle_gpu_utilisation)
     await runtime.run(TABLES)
 
 

@@ -11,5 +11,5 @@ class OptimizerSettings(ServiceSettings):
     config_file: Path | None = Field(
         default=None,
         validation_alias=AliasChoices("OPTIMIZER_CONFIG_FILE"),
-        description="YAML optimizer policy: non-interactive use cases and token-profile limits.",
+        description="YAML optimizer policy: batch, cheaper-model, caching, commitment, GPU and seat settings.",
     )

@@ -7,19 +7,32 @@ from services.value.http import build_outcomes_app
 from services.value.intake import OutcomeIntake
 from services.value.settings import ValueSettings
 from services.value.tables import TABLES
+from services.value.use_cases import UseCaseRegister
 from shared.events import CostAllocated, OutcomeRecorded
+from shared.logging import get_logger
 from shared.service import ServiceRuntime, run_service
 from shared.topics import Topic
+
+log = get_logger(__name__)
 
 
 async def main() -> None:
     settings = ValueSettings()
     runtime = ServiceRuntime("value", settings)
-    handler = ValueHandler(runtime.database, runtime.outbox, settings.reporting_currency)
+    use_cases = UseCaseRegister.load(settings.use_cases_file)
+    log.info("value.configured", use_cases=",".join(use_cases.names()), currency=settings.reporting_currency)
+    handler = ValueHandler(runtime.database, runtime.outbox, settings.reporting_currency, use_cases)
     runtime.subscribe(Topic.COST_ALLOCATED, CostAllocated, handler.handle_costs)
     runtime.subscribe(Topic.OUTCOME_RECORDED, OutcomeRecorded, handler.handle_outcomes)
     app = build_outcomes_app(OutcomeIntake(runtime.outbox), settings)
-    await runtime.run(TABLES, http_app=app, http_port=settings.http_port)
+
+    async def apply_register() -> None:
+        try:
+            await handler.recompute_all()
+        except Exception as error:  # stored figures stay as they were; the next cost or outcome recomputes them
+            log.warning("unit_economics.recompute_failed", error=repr(error)[:300])
+
+    await runtime.run(TABLES, http_app=app, http_port=settings.http_port, on_started=apply_register)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 An outcome names its use case, what kind of outcome it is (``tickets_resolved``),
 how many, the unit, when it happened (RFC 3339 with a zone) and optionally its
 business value. Without an ``outcome_id`` the id is derived from the content, so
-posting or importing the same outcome twice records it once.
+posting or importing the same outcome twice records it once. Both kinds of id are
+scoped by tenant, so two tenants may use the same ``outcome_id``.
 """
 
 from __future__ import annotations
@@ -54,9 +55,8 @@ def outcome_event(item: Any, index: int, *, tenant: str, correlation_id: str, so
     if outcome_id is not None and (not isinstance(outcome_id, str) or not outcome_id.strip()):
         raise OutcomeRejected(index, "outcome_id", "must be a non-empty string when given")
     content = "|".join(str(item.get(key)) for key in ("use_case", "outcome_kind", "quantity", "unit", "occurred_at"))
-    event_id = (
-        f"outcome:{outcome_id}" if outcome_id else f"outcome:{uuid.uuid5(OUTCOME_NAMESPACE, tenant + '|' + content)}"
-    )
+    identity = f"id:{outcome_id}" if outcome_id else content
+    event_id = f"outcome:{uuid.uuid5(OUTCOME_NAMESPACE, tenant + '|' + identity)}"
     try:
         return OutcomeRecorded(
             event_id=event_id,

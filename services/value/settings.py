@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 
 from shared.settings import ServiceSettings
@@ -20,3 +22,8 @@ class ValueSettings(ServiceSettings):
         description="Currency of unit economics; costs in other currencies are left out.",
     )
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0, validation_alias=AliasChoices("VALUE_MAX_BODY_BYTES"))
+    use_cases_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VALUE_USE_CASES_FILE"),
+        description="YAML use case register: owner, outcome kind, value per outcome, baseline and investment.",
+    )

@@ -66,6 +66,16 @@ class ValueUnitEconomics(SQLModel, table=True):
     cost_event_count: int = 0
     revision: int = 1
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+    owner: str | None = Field(default=None, max_length=512)
+    value_source: str | None = Field(default=None, max_length=128)
+    net_benefit: Decimal | None = Field(default=None, sa_column=Column(ExactDecimal))
+    roi_percent: Decimal | None = Field(default=None, sa_column=Column(ExactDecimal))
+    payback_months: Decimal | None = Field(default=None, sa_column=Column(ExactDecimal))
+    baseline_cost_per_outcome: Decimal | None = Field(default=None, sa_column=Column(ExactDecimal))
+    previous_period: str | None = Field(default=None, max_length=7)
+    previous_cost_per_outcome: Decimal | None = Field(default=None, sa_column=Column(ExactDecimal))
+    cost_per_outcome_change_percent: Decimal | None = Field(default=None, sa_column=Column(ExactDecimal))
+    previous_roi_percent: Decimal | None = Field(default=None, sa_column=Column(ExactDecimal))
 
 
 OUTBOX = outbox_table("value")

@@ -30,6 +30,7 @@ def stack(
         contracts=EXAMPLES / "config" / "contracts.yaml",
         itsm_standin=True,
         allocation_terms=ROOT / "tests" / "fixtures" / "allocation_terms.yaml",
+        use_cases=EXAMPLES / "config" / "use_cases.yaml",
     )
     running = Stack(config)
     try:

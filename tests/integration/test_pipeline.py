@@ -65,9 +65,15 @@ IN_HOUSE_SPEND = Decimal("65.50")
 LITELLM_GPT_4O = Decimal("0.000225")
 
 
+# Seat and GPU samples the demo leaves out (it has its own seat and GPU reports), imported here through ingest.
+SEAT_AND_GPU_FILES = ("github_copilot_billing_seats_list.json", "dcgm_exporter_scrapes_constructed.prom")
+
+
 @pytest.fixture(scope="module")
 async def report(stack: Stack) -> dict[str, Any]:
     await feed_samples(stack, TENANT, lambda *_args, **_kwargs: None)
+    for name in SEAT_AND_GPU_FILES:
+        await import_file(EXAMPLES / "data" / name, settings=stack.settings(), tenant=TENANT)
     await stack.wait_until_drained()
     return (await build_report(stack.settings(), TENANT)).as_json()
 
@@ -209,6 +215,13 @@ async def test_recommendations(report: dict[str, Any]) -> None:
         ("cheaper_model", "team:document-ai model:openai/gpt-4o tier:standard"): Decimal("0.2324244"),
         # the LiteLLM request: 10 × (2.50 − 0.15) + 20 × (10.00 − 0.60), per 1M tokens
         ("cheaper_model", "team:unallocated model:openai/gpt-4o tier:standard"): Decimal("0.0002115"),
+        # hand-worked in tests/unit/test_optimizer_estimates.py
+        ("prompt_caching", "team:document-ai model:openai/gpt-4o tier:standard"): Decimal("0.02709"),
+        ("prompt_caching", "team:document-ai model:openai/gpt-5 tier:standard"): Decimal("0.01823625"),
+        ("prompt_caching", "team:document-ai model:openai/gpt-5-mini tier:standard"): Decimal("0.023365575"),
+        # the Copilot seat list: octocat idle since 2021 at 19.00 a seat; octokitten's seat is already being
+        # cancelled, so it is not counted again
+        ("unused_seats", "seats:github/github-copilot"): Decimal("19.00"),
     }
 
 
