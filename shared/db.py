@@ -10,6 +10,7 @@ a Decimal as a binary float.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -250,3 +251,20 @@ async def drop_database(server_url: str, name: str) -> None:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         await engine.dispose()
+
+
+async def lock_keys(connection: AsyncConnection, keys: Iterable[str]) -> None:
+    """Serialise transactions that recompute the same derived figures, until the caller's transaction ends.
+
+    Two consumers (two subscriptions of one service, or two copies of it) may store rows for the same key at the
+    same time; each then recomputes the key's figures without seeing the other's uncommitted rows, and the last
+    to commit would keep figures that miss the other's rows. Call this after writing the new rows and before
+    reading the key's rows back: on PostgreSQL it takes a transaction-scoped advisory lock per key, in sorted
+    order so that two transactions cannot deadlock; the second then reads after the first has committed. SQLite
+    needs nothing, because a write transaction there already excludes every other writer.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": digest})

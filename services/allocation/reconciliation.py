@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.allocation.ledger import LEDGER
 from services.allocation.pricing import PriceBook, price_usage
 from services.allocation.tables import ProviderCostStatement, Reconciliation
-from shared.db import insert_new_rows, upsert
+from shared.db import insert_new_rows, lock_keys, upsert
 from shared.events import (
     CostStatus,
     CostVarianceDetected,
@@ -166,7 +166,9 @@ async def reconcile(
 ) -> list[OutgoingEvent]:
     """Compare computed with reported cost on the given days; return the variance events to publish."""
     events: list[OutgoingEvent] = []
-    for tenant, provider, day in sorted(set(keys)):
+    days = sorted(set(keys))
+    await lock_keys(connection, (f"reconcile|{tenant}|{provider}|{day}" for tenant, provider, day in days))
+    for tenant, provider, day in days:
         statements = (
             await connection.execute(
                 select(STATEMENTS).where(

@@ -56,7 +56,7 @@ from services.optimizer.tables import (
 )
 from shared.catalogue import PriceCatalogue
 from shared.consumer import Incoming
-from shared.db import Database, insert_new_rows, replace_older_revisions
+from shared.db import Database, insert_new_rows, lock_keys, replace_older_revisions
 from shared.events import (
     CostAllocated,
     CostStatus,
@@ -136,6 +136,8 @@ class OptimizerHandler:
         async with self._lock, self.database.transaction() as connection:
             fresh, replaced = await replace_older_revisions(connection, USAGE, rows, key="usage_event_id")
             changed = [dict(row) for row in fresh] + [dict(row._mapping) for row in replaced]
+            # The lock above covers this process; other copies of the service are kept out per tenant.
+            await lock_keys(connection, (f"optimizer|{row['tenant']}" for row in changed))
             events: list[SavingsRecommended] = []
             token_scopes = sorted(
                 {

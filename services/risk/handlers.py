@@ -49,7 +49,7 @@ from services.risk.usage_checks import (
 )
 from services.risk.vendors import AiVendors
 from shared.consumer import Incoming
-from shared.db import Database, replace_older_revisions
+from shared.db import Database, lock_keys, replace_older_revisions
 from shared.events import (
     TOKEN_BUCKETS,
     CostAllocated,
@@ -145,6 +145,9 @@ class RiskHandler:
         async with self.database.transaction() as connection:
             fresh, replaced = await replace_older_revisions(connection, ENTRIES, rows, key="usage_event_id")
             touched = fresh + [dict(row._mapping) for row in replaced]
+            # Budgets, anomalies and totals are recomputed from stored rows: one copy of the service at a time
+            # per tenant, so none recomputes without the rows another copy is committing.
+            await lock_keys(connection, (f"risk|{row['tenant']}" for row in touched))
             detections = await self._cost_detections(connection, touched)
             events = await self._record(connection, detections)
         await self.outbox.send_now(events)

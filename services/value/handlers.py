@@ -30,7 +30,7 @@ from services.value.economics import (
 from services.value.tables import ValueCostEntry, ValueOutcome, ValueUnitEconomics
 from services.value.use_cases import UseCaseRegister
 from shared.consumer import Incoming
-from shared.db import Database, insert_new_rows, replace_older_revisions, upsert
+from shared.db import Database, insert_new_rows, lock_keys, replace_older_revisions, upsert
 from shared.events import CostAllocated, CostStatus, Money, OutcomeRecorded, ValueMapped, utc_now
 from shared.kafka import OutgoingEvent
 from shared.logging import get_logger
@@ -166,6 +166,8 @@ class ValueHandler:
             pending.discard(key)
             done.add(key)
             tenant, use_case, month = key
+            # Keys come in increasing order, so two transactions locking several of them cannot deadlock.
+            await lock_keys(connection, [f"value|{tenant}|{use_case}|{month}"])
             mapped += await self._recompute(connection, tenant, use_case, month)
             following = (tenant, use_case, next_month(month))
             if following not in done and await self._has_figures(connection, *following):

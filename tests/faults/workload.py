@@ -66,14 +66,23 @@ async def feed_workload(stack: Stack, tenant: str, export: Path) -> None:
 def comparable(report: dict[str, Any]) -> dict[str, Any]:
     """Keep what must match exactly between a disturbed and an undisturbed run.
 
-    A finding's revision counts how often its figures were recomputed, which depends on how the events were
-    batched, so it is left out; everything else (amounts, counts, facts) must match.
+    A revision counts how often a finding, recommendation or unit-economics figure was recomputed, which depends
+    on how the events were batched, so revisions are left out; lists whose order follows arrival are sorted.
+    Everything else (amounts, counts, facts, arithmetic) must match.
     """
-    findings = sorted(
-        ({key: value for key, value in finding.items() if key != "revision"} for finding in report["findings"]),
-        key=lambda finding: finding["finding_id"],
-    )
-    return {**report, "findings": findings}
+
+    def without_revisions(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: without_revisions(item) for key, item in value.items() if key != "revision"}
+        if isinstance(value, list):
+            return [without_revisions(item) for item in value]
+        return value
+
+    stripped = without_revisions(report)
+    stripped["findings"] = sorted(stripped["findings"], key=lambda finding: finding["finding_id"])
+    if "tickets" in stripped:
+        stripped["tickets"] = sorted(stripped["tickets"], key=lambda ticket: ticket["finding_id"])
+    return stripped
 
 
 async def run_and_report(
