@@ -68,6 +68,8 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
 
     A revision counts how often a finding, recommendation or unit-economics figure was recomputed, which depends
     on how the events were batched, so revisions are left out; lists whose order follows arrival are sorted.
+    A value-unlinked finding that risk resolved itself is left out too: it exists only when a use case's cost
+    arrived before its outcomes, and it says so truthfully, but arrival order is what the faults change.
     Everything else (amounts, counts, facts, arithmetic) must match.
     """
 
@@ -79,9 +81,20 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
         return value
 
     stripped = without_revisions(report)
-    stripped["findings"] = sorted(stripped["findings"], key=lambda finding: finding["finding_id"])
+    transient = {
+        finding["finding_id"]
+        for finding in stripped["findings"]
+        if finding["kind"] == "value_unlinked_spend" and finding["status"] == "resolved"
+    }
+    stripped["findings"] = sorted(
+        (finding for finding in stripped["findings"] if finding["finding_id"] not in transient),
+        key=lambda finding: finding["finding_id"],
+    )
     if "tickets" in stripped:
-        stripped["tickets"] = sorted(stripped["tickets"], key=lambda ticket: ticket["finding_id"])
+        stripped["tickets"] = sorted(
+            (ticket for ticket in stripped["tickets"] if ticket["finding_id"] not in transient),
+            key=lambda ticket: ticket["finding_id"],
+        )
     return stripped
 
 
@@ -116,7 +129,15 @@ def differences(report: Any, baseline: Any, path: str = "report") -> list[str]:
         return found
     if isinstance(report, list) and isinstance(baseline, list):
         if len(report) != len(baseline):
-            return [f"{path}: {len(report)} items, baseline has {len(baseline)}"]
+            keyed = [item for item in report + baseline if isinstance(item, dict)]
+            key = next((name for name in ("finding_id", "recommendation_id") if all(name in i for i in keyed)), None)
+            if key is None or not keyed:
+                return [f"{path}: {len(report)} items, baseline has {len(baseline)}"]
+            ours = {item[key]: item for item in report}
+            theirs = {item[key]: item for item in baseline}
+            extra = [f"{path}: only in the disturbed run: {ours[k]}" for k in sorted(set(ours) - set(theirs))]
+            missing = [f"{path}: only in the baseline: {theirs[k]}" for k in sorted(set(theirs) - set(ours))]
+            return extra + missing
         return [
             line
             for index, pair in enumerate(zip(report, baseline, strict=True))
