@@ -206,15 +206,18 @@ def report_command(tenant: str | None, as_json: bool) -> None:
 
 
 @main.command("replay")
-def replay_command() -> None:
-    """Send every stored ingest event again (usage, provider costs, seats, GPU), for recovery after a broker loss.
+@click.option("--ingest-only", is_flag=True, help="Send only what ingest stored, not what the other services derived.")
+def replay_command(ingest_only: bool) -> None:
+    """Send every stored event again, for recovery after a broker lost its data.
 
+    Every service's outbox is sent again in pipeline order (ingest, allocation, risk, value, optimizer).
     Consumers skip event ids they already stored, so a replay adds only what was lost.
     """
-    from services.ingest.replay import replay_usage_events
+    from services.ingest.replay import PIPELINE_ORDER, replay_outboxes
 
-    count = asyncio.run(replay_usage_events(_settings()))
-    console.print(f"replayed {count} ingest events")
+    counts = asyncio.run(replay_outboxes(_settings(), ("ingest",) if ingest_only else PIPELINE_ORDER))
+    for service, count in counts.items():
+        console.print(f"{service}: replayed {count} events")
 
 
 def _call(service: str, method: str, request: object) -> object:

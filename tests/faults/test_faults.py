@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from aifinops.itsm_demo import check_tickets
 from aifinops.stack import SERVICES, Stack, StackConfig
-from services.ingest.replay import replay_usage_events
+from services.ingest.replay import replay_outboxes
 from shared.db import Database
 from shared.kafka import EventPublisher, OutgoingEvent, ensure_topics
 from shared.outbox import outbox_table
@@ -156,8 +157,9 @@ async def test_broker_lost_then_replayed(new_stack: StackFactory, export: Path, 
         await ensure_topics(stack.bootstrap_servers)
 
     await run_and_report(stack, TENANT, export, lose_broker)
-    replayed = await replay_usage_events(stack.settings())
-    assert replayed > EXPORT_ROWS
+    replayed = await replay_outboxes(stack.settings())
+    assert replayed["ingest"] > EXPORT_ROWS
+    assert replayed["allocation"] > EXPORT_ROWS  # at least one cost event per generated usage row
     assert_same_report(await drained_report(stack, TENANT), baseline)
 
 
@@ -186,3 +188,40 @@ async def test_every_event_three_times_out_of_order(
     finally:
         await publisher.stop()
     assert_same_report(await drained_report(stack, TENANT), baseline)
+
+
+async def test_itsm_down_for_a_while(
+    private_postgres: PrivatePostgres, tmp_path: Path, export: Path, baseline: dict[str, Any]
+) -> None:
+    database_url = await asyncio.to_thread(private_postgres.new_database)
+    stack = Stack(StackConfig(
+        run_dir=tmp_path / "itsm-down", tenant=TENANT, database_url=database_url,
+        allocation_rules=EXAMPLES / "config" / "allocation_rules.yaml",
+        budgets=EXAMPLES / "config" / "budgets.yaml",
+        optimizer_policy=EXAMPLES / "config" / "optimizer.yaml",
+        itsm_standin=True,
+    ))  # fmt: skip
+    try:
+        await stack.start()
+        stack.stop_itsm_standin()  # down before the first finding: every ticket has to wait in the outbox
+        report = await run_and_report(stack, TENANT, export)
+        await asyncio.sleep(5.0)  # several failed delivery attempts with backoff
+        waiting = await stack.ticket_backlog()
+        assert waiting["pending"] > 0
+        await stack.start_itsm_standin()
+        await stack.wait_until_tickets_sent(timeout_s=120)
+        check = await check_tickets(stack, TENANT)
+    finally:
+        stack.stop()
+    assert check.findings_needing_tickets > 0
+    assert check.missing == []  # every finding that needs a ticket has one in ServiceNow, Jira and the webhook
+    assert check.duplicate_incidents == 0
+    assert check.duplicate_issues == 0
+    assert check.incidents == check.findings_needing_tickets
+    assert check.issues == check.findings_needing_tickets
+    # The baseline ran without an ITSM system, so everything but the tickets must match it.
+    without_tickets = ("tickets", "ticket_backlog")
+    assert_same_report(
+        {key: value for key, value in report.items() if key not in without_tickets},
+        {key: value for key, value in baseline.items() if key not in without_tickets},
+    )
