@@ -121,29 +121,70 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or method.startswith(PUBLIC_SERVICES):
             return handler
-        refusal = self._refusal(method, dict(handler_call_details.invocation_metadata or ()))
-        if refusal is None:
-            return handler
-        code, message = refusal
-        log.warning("ops.call_refused", method=method, code=code.name, reason=message)
-        return _refusing_handler(handler, code, message)
+        client, refusal = self._authorise(method, dict(handler_call_details.invocation_metadata or ()))
+        if refusal is not None:
+            code, message = refusal
+            log.warning("ops.call_refused", method=method, code=code.name, reason=message)
+            return _refusing_handler(handler, code, message)
+        return _handler_as(handler, client)
 
-    def _refusal(self, method: str, metadata: dict[str, Any]) -> tuple[grpc.StatusCode, str] | None:
+    def _authorise(
+        self, method: str, metadata: dict[str, Any]
+    ) -> tuple[Client | None, tuple[grpc.StatusCode, str] | None]:
+        """Return the calling client, or the status code and message to refuse the call with."""
         if not self.clients:
-            return grpc.StatusCode.UNAUTHENTICATED, "no client tokens are configured (set AIFINOPS_GRPC_TOKENS_FILE)"
+            return None, (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "no client tokens are configured (AIFINOPS_GRPC_TOKENS_FILE)",
+            )
         header = metadata.get("authorization")
         if not isinstance(header, str) or not header.startswith("Bearer ") or len(header) <= len("Bearer "):
-            return grpc.StatusCode.UNAUTHENTICATED, "missing bearer token in the authorization metadata"
+            return None, (grpc.StatusCode.UNAUTHENTICATED, "missing bearer token in the authorization metadata")
         digest = token_sha256(header[len("Bearer ") :])
-        client = next((c for known, c in self.clients.items() if hmac.compare_digest(known, digest)), None)
+        client = None
+        for known, candidate in self.clients.items():  # compare with every hash, so timing tells nothing
+            if hmac.compare_digest(known, digest):
+                client = candidate
         if client is None:
-            return grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token"
+            return None, (grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token")
         needed = self.scopes.get(method)
         if needed is None:
-            return grpc.StatusCode.PERMISSION_DENIED, f"method {method} has no scope assigned, so it is refused"
+            return client, (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"method {method} has no scope assigned, so it is refused",
+            )
         if needed not in client.scopes:
-            return grpc.StatusCode.PERMISSION_DENIED, f"client {client.name} lacks the {needed!r} scope for {method}"
-        return None
+            return client, (grpc.StatusCode.PERMISSION_DENIED, f"client {client.name} lacks the {needed!r} scope")
+        return client, None
+
+
+def _handler_as(handler: grpc.RpcMethodHandler, client: Client | None) -> grpc.RpcMethodHandler:
+    """Wrap a method so that it runs with ``current_client`` set to the caller."""
+    options = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        inner_unary = handler.unary_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            token = current_client.set(client)
+            try:
+                return await inner_unary(request, context)
+            finally:
+                current_client.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(unary, **options)
+    if handler.unary_stream:
+        inner_stream = handler.unary_stream
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            token = current_client.set(client)
+            try:
+                async for item in inner_stream(request, context):
+                    yield item
+            finally:
+                current_client.reset(token)
+
+        return grpc.unary_stream_rpc_method_handler(stream, **options)
+    raise TypeError("the ops APIs use unary and server-streaming methods only")
 
 
 def _refusing_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:

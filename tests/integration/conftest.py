@@ -31,6 +31,11 @@ def stack(
         itsm_standin=True,
         allocation_terms=ROOT / "tests" / "fixtures" / "allocation_terms.yaml",
         use_cases=EXAMPLES / "config" / "use_cases.yaml",
+        clients={
+            "admin": (("read", "write"), None),
+            "reader": (("read",), None),
+            "ops-ingest-only": (("read", "write"), ("ops-ingest",)),  # may see tenant ops-ingest and nothing else
+        },
     )
     running = Stack(config)
     try:

@@ -158,3 +158,24 @@ async def test_poison_message_is_listed_and_replayable(stack: Stack) -> None:
         assert replayed.topic == str(Topic.USAGE_RECORDED)
         again = await stub.GetDeadLetter(ingest_pb2.GetDeadLetterRequest(id=letter.id), metadata=bearer(stack, "admin"))
         assert again.replayed_at == replayed.replayed_at
+
+
+async def test_a_tenant_token_sees_only_its_tenant(stack: Stack) -> None:
+    channel, stub = await ingest_stub(stack)
+    async with channel:
+        own = await stub.GetCounts(
+            ingest_pb2.GetCountsRequest(tenant=TENANT), metadata=bearer(stack, "ops-ingest-only")
+        )
+        implied = await stub.GetCounts(ingest_pb2.GetCountsRequest(), metadata=bearer(stack, "ops-ingest-only"))
+        with pytest.raises(grpc.aio.AioRpcError) as other:
+            await stub.GetCounts(
+                ingest_pb2.GetCountsRequest(tenant="pipeline"), metadata=bearer(stack, "ops-ingest-only")
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as listed:
+            await stub.ListImports(
+                ingest_pb2.ListImportsRequest(tenant="pipeline"), metadata=bearer(stack, "ops-ingest-only")
+            )
+    assert own == implied  # a token limited to one tenant may leave the tenant out
+    assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "pipeline" in (other.value.details() or "")
+    assert listed.value.code() == grpc.StatusCode.PERMISSION_DENIED
