@@ -225,3 +225,25 @@ async def test_itsm_down_for_a_while(
         {key: value for key, value in report.items() if key not in without_tickets},
         {key: value for key, value in baseline.items() if key not in without_tickets},
     )
+
+
+@pytest.mark.parametrize("service", ["allocation", "value"])
+async def test_service_stopped_gracefully_mid_batch(
+    new_stack: StackFactory, export: Path, baseline: dict[str, Any], service: str
+) -> None:
+    stack = await new_stack(f"sigterm-{service}")
+    exits: list[tuple[int | None, float]] = []
+
+    async def stop_and_restart() -> None:
+        await wait_for_rows(stack, service, 150)
+        started = asyncio.get_running_loop().time()
+        code = await asyncio.to_thread(stack.stop_service, service)  # SIGTERM, then SIGKILL after 30 s
+        exits.append((code, asyncio.get_running_loop().time() - started))
+        stack.start_service(service)
+        await stack.wait_ready((service,), timeout_s=60)
+
+    report = await run_and_report(stack, TENANT, export, stop_and_restart)
+    ((code, seconds),) = exits
+    assert code == 0  # it stopped by itself, not by the SIGKILL that follows 30 s of waiting
+    assert seconds < 30
+    assert_same_report(report, baseline)
