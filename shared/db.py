@@ -66,7 +66,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError(f"refusing to store a timestamp without a time zone: {value.isoformat()}")
+            raise ValueError(f"cannot store a timestamp without a time zone: {value.isoformat()}; give it one")
         value = value.astimezone(UTC)
         return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
 

@@ -11,8 +11,8 @@ SHA-256 of each token, never the token itself, with the client's name and scopes
 
 Every method of a service's ops API needs the ``read`` or ``write`` scope (``ServiceRegistration.scopes``).
 A missing or unknown token gets UNAUTHENTICATED, a token without the scope PERMISSION_DENIED, and a method missing
-from the scope table is refused. Health checking and reflection need no token, so load balancers and grpcurl can
-find the services. Without a tokens file every ops call is refused. With ``AIFINOPS_GRPC_TLS_CERT_FILE`` and
+from the scope table is rejected. Health checking and reflection need no token, so load balancers and grpcurl can
+find the services. Without a tokens file every ops call is rejected. With ``AIFINOPS_GRPC_TLS_CERT_FILE`` and
 ``AIFINOPS_GRPC_TLS_KEY_FILE`` set the server speaks TLS only.
 """
 
@@ -131,7 +131,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     def _authorise(
         self, method: str, metadata: dict[str, Any]
     ) -> tuple[Client | None, tuple[grpc.StatusCode, str] | None]:
-        """Return the calling client, or the status code and message to refuse the call with."""
+        """Return the calling client, and the status code and message to reject the call with when it must be."""
         if not self.clients:
             return None, (
                 grpc.StatusCode.UNAUTHENTICATED,
@@ -142,7 +142,10 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
             return None, (grpc.StatusCode.UNAUTHENTICATED, "missing bearer token in the authorization metadata")
         digest = token_sha256(header[len("Bearer ") :])
         client = None
-        for known, candidate in self.clients.items():  # compare with every hash, so timing tells nothing
+        for (
+            known,
+            candidate,
+        ) in self.clients.items():  # compare with every hash, so the time taken does not reveal a match
             if hmac.compare_digest(known, digest):
                 client = candidate
         if client is None:
@@ -151,7 +154,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         if needed is None:
             return client, (
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"method {method} has no scope assigned, so it is refused",
+                f"method {method} has no scope assigned, so it is rejected",
             )
         if needed not in client.scopes:
             return client, (grpc.StatusCode.PERMISSION_DENIED, f"client {client.name} lacks the {needed!r} scope")
@@ -231,7 +234,7 @@ class OpsServer:
         }
         clients = load_clients(security.tokens_file)
         if not clients and registrations:
-            log.warning("ops.no_tokens", hint="every ops call is refused until AIFINOPS_GRPC_TOKENS_FILE is set")
+            log.warning("ops.no_tokens", hint="every ops call is rejected until AIFINOPS_GRPC_TOKENS_FILE is set")
         self.server = grpc.aio.server(interceptors=[TokenAuthInterceptor(clients, scopes)])
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
