@@ -148,18 +148,23 @@ class AllocationOps(allocation_pb2_grpc.AllocationOpsServicer):
         period = request.period or "month"
         if period not in PERIODS:
             raise InvalidArgument("period", f"must be one of {', '.join(PERIODS)}, got {period!r}")
+
         categories = {category.value for category in ChargeCategory}
         unknown = sorted(set(request.charge_categories) - categories)
         if unknown:
-            raise InvalidArgument("charge_categories", f"unknown category {unknown[0]!r}; use {', '.join(categories)}")
+            raise InvalidArgument(
+                "charge_categories", f"unknown category {unknown[0]!r}; use {', '.join(sorted(categories))}"
+            )
         start, end = _day(request.start_day, "start_day"), _day(request.end_day, "end_day")
         if start is not None and end is not None and end <= start:
             raise InvalidArgument("end_day", f"must be after start_day {start}, got {end}")
         zone = _zone(request.time_zone)
+
         terms = self._load().book.terms_for(tenant)
         currency = request.currency or terms.reporting_currency
         if currency is not None and (len(currency) != 3 or not currency.isalpha() or not currency.isupper()):
             raise InvalidArgument("currency", f"must be an ISO 4217 code like USD, got {currency!r}")
+
         fx = FxTable.load(self.settings.fx_rates_file) if self.settings.fx_rates_file else None
         try:
             showback = await build_showback(

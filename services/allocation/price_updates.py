@@ -78,7 +78,7 @@ def apply_updates(rows: list[PriceRow], updates: list[PriceRow]) -> tuple[list[P
 
 
 def read_updates(path: Path | None) -> tuple[list[PriceRow], str]:
-    """Read the stored updates and the file's text; a missing file holds no updates."""
+    """Read the stored updates and the file's text; a missing file means no updates."""
     if path is None or not path.exists():
         return [], ""
     text = path.read_text()
@@ -99,14 +99,14 @@ def store_updates(path: Path, updates: list[PriceRow]) -> None:
     """Add updates to the file, replacing a stored update of the same row id; write atomically."""
     stored, _ = read_updates(path)
     new_ids = {update.row_id for update in updates}
-    kept = [row for row in stored if row.row_id not in new_ids]
+    remaining = [row for row in stored if row.row_id not in new_ids]
     header = (
         "Price updates made over the allocation ops API, applied over the catalogue in this order.\n"
         "unit_price is in currency per price_per units of the bucket."
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(price_rows_csv([*kept, *updates], header))
+    temporary.write_text(price_rows_csv([*remaining, *updates], header))
     temporary.replace(path)
 
 

@@ -1,7 +1,7 @@
 """Budgets set over the ops API, stored beside the budgets file and applied over it.
 
-A budget set over the API is kept in ``risk_budget_overrides`` as the same mapping the budgets file holds, so
-it outlives restarts and every risk replica reads it. An override replaces the file's budget of the same id;
+A budget set over the API is kept in ``risk_budget_overrides`` in the shape of a budgets file entry, so it
+outlives restarts and every risk replica reads it. An override replaces the file's budget of the same id;
 any other id is added. Setting a budget checks the spend already recorded against it at once. Without that
 check a lowered budget would raise nothing until the next cost arrived.
 
@@ -42,7 +42,7 @@ log = get_logger(__name__)
 
 
 class RiskBudgetOverride(SQLModel, table=True):
-    """A budget set over the ops API, as the mapping a budgets file entry holds."""
+    """A budget set over the ops API, as the mapping an entry of the budgets file contains."""
 
     __tablename__ = "risk_budget_overrides"
 
