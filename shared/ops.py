@@ -121,12 +121,21 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or method.startswith(PUBLIC_SERVICES):
             return handler
-        refusal = self._refusal(method, dict(handler_call_details.invocation_metadata or ()))
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        refusal = self._refusal(method, metadata)
         if refusal is None:
-            return handler
+            return _handler_with_client(handler, self._client(metadata))
         code, message = refusal
         log.warning("ops.call_refused", method=method, code=code.name, reason=message)
         return _refusing_handler(handler, code, message)
+
+    def _client(self, metadata: dict[str, Any]) -> Client | None:
+        """Return the client whose token the call's bearer header carries, or None."""
+        header = metadata.get("authorization")
+        if not isinstance(header, str) or not header.startswith("Bearer "):
+            return None
+        digest = token_sha256(header[len("Bearer ") :])
+        return next((client for known, client in self.clients.items() if hmac.compare_digest(known, digest)), None)
 
     def _refusal(self, method: str, metadata: dict[str, Any]) -> tuple[grpc.StatusCode, str] | None:
         if not self.clients:
@@ -134,8 +143,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         header = metadata.get("authorization")
         if not isinstance(header, str) or not header.startswith("Bearer ") or len(header) <= len("Bearer "):
             return grpc.StatusCode.UNAUTHENTICATED, "missing bearer token in the authorization metadata"
-        digest = token_sha256(header[len("Bearer ") :])
-        client = next((c for known, c in self.clients.items() if hmac.compare_digest(known, digest)), None)
+        client = self._client(metadata)
         if client is None:
             return grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token"
         needed = self.scopes.get(method)
@@ -144,6 +152,32 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         if needed not in client.scopes:
             return grpc.StatusCode.PERMISSION_DENIED, f"client {client.name} lacks the {needed!r} scope for {method}"
         return None
+
+
+def _handler_with_client(handler: grpc.RpcMethodHandler, client: Client | None) -> grpc.RpcMethodHandler:
+    """Wrap a method handler so the method runs with ``current_client`` set to the caller.
+
+    grpc.aio serves each call in a task of its own, so the value set there is seen by that call only.
+    """
+    options = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        unary = handler.unary_unary
+
+        async def call_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            current_client.set(client)
+            return await unary(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(call_unary, **options)
+    if handler.unary_stream:
+        stream = handler.unary_stream
+
+        async def call_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            current_client.set(client)
+            async for item in stream(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(call_stream, **options)
+    return handler  # NOTE: no ops API has client-streaming methods, so those run without current_client
 
 
 def _refusing_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
