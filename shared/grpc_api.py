@@ -167,3 +167,10 @@ def keyset_page(
     remaining = [item for item in items if after is None or sort_key(item) > after]
     page = remaining[:size]
     return page, sort_key(page[-1]) if len(remaining) > size else None
+
+
+def require_every_tenant(action: str) -> None:
+    """Raise TenantDenied unless the caller's token covers every tenant, as changes shared by all tenants need."""
+    client = current_client.get()
+    if client is not None and client.tenants is not None:
+        raise TenantDenied(f"{action} affects every tenant; this token covers only {', '.join(sorted(client.tenants))}")

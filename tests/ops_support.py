@@ -12,7 +12,12 @@ import yaml
 
 from shared.ops import OpsSecurity, OpsServer, ServiceRegistration, token_sha256
 
-CLIENTS = {"admin": ["read", "write"], "reader": ["read"]}
+# Client name -> scopes and the tenants it may see (None: every tenant).
+CLIENTS: dict[str, tuple[list[str], list[str] | None]] = {
+    "admin": (["read", "write"], None),
+    "reader": (["read"], None),
+    "acme-admin": (["read", "write"], ["acme"]),
+}
 
 
 @dataclass(frozen=True)
@@ -28,12 +33,15 @@ class LocalOps:
 async def local_ops(
     tmp_path: Path, service: str, registrations: Sequence[ServiceRegistration]
 ) -> AsyncIterator[LocalOps]:
-    """Serve the registrations on a free loopback port with an admin and a read-only client."""
+    """Serve the registrations on a free loopback port with the clients of CLIENTS."""
     tokens = {name: secrets.token_urlsafe(16) for name in CLIENTS}
     path = tmp_path / "grpc-tokens.yaml"
-    clients = [
-        {"name": name, "token_sha256": token_sha256(tokens[name]), "scopes": scopes} for name, scopes in CLIENTS.items()
-    ]
+    clients = []
+    for name, (scopes, tenants) in CLIENTS.items():
+        entry: dict[str, object] = {"name": name, "token_sha256": token_sha256(tokens[name]), "scopes": scopes}
+        if tenants is not None:
+            entry["tenants"] = tenants
+        clients.append(entry)
     path.write_text(yaml.safe_dump({"clients": clients}))
     server = OpsServer(service, 0, registrations, security=OpsSecurity(tokens_file=path))
     await server.start()

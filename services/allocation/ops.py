@@ -39,6 +39,7 @@ from shared.grpc_api import (
     handle_errors,
     handle_stream_errors,
     page_size,
+    require_every_tenant,
 )
 from shared.logging import get_logger
 from shared.ops import ServiceRegistration
@@ -198,6 +199,7 @@ class AllocationOps(allocation_pb2_grpc.AllocationOpsServicer):
 
     @handle_errors
     async def UpdatePrices(self, request: allocation_pb2.UpdatePricesRequest, context: grpc.aio.ServicerContext) -> Any:
+        require_every_tenant("a price update")
         if not request.updates:
             raise InvalidArgument("updates", "must contain at least one price update")
         changed_by = request.changed_by or client_name()
@@ -224,6 +226,7 @@ class AllocationOps(allocation_pb2_grpc.AllocationOpsServicer):
     async def Reprice(
         self, request: allocation_pb2.RepriceRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[allocation_pb2.RepriceProgress]:
+        require_every_tenant("re-pricing")
         loaded = self._load()
         total = await self._count(loaded, only_stale=not request.all)
         updates: asyncio.Queue[SweepResult] = asyncio.Queue()

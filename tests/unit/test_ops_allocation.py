@@ -182,11 +182,23 @@ async def test_bad_price_updates_are_rejected(
     assert not allocation.settings.price_updates_path().exists()
 
 
-async def test_reader_cannot_update_prices(allocation: Allocation) -> None:
+@pytest.mark.parametrize("client", ["reader", "acme-admin"])
+async def test_price_update_needs_write_on_every_tenant(allocation: Allocation, client: str) -> None:
     request = allocation_pb2.UpdatePricesRequest(updates=[gpt_4o_input("5.00", "2025-10-01")])
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await allocation.stub.UpdatePrices(request, metadata=allocation.ops.bearer("reader"))
+        await allocation.stub.UpdatePrices(request, metadata=allocation.ops.bearer(client))
     assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert not allocation.settings.price_updates_path().exists()
+
+
+async def test_tenant_token_sees_only_its_tenant(allocation: Allocation) -> None:
+    request = allocation_pb2.StreamSpendRequest(tenant="globex")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        _ = [row async for row in allocation.stub.StreamSpend(request, metadata=allocation.ops.bearer("acme-admin"))]
+    own = allocation.stub.StreamSpend(allocation_pb2.StreamSpendRequest(), metadata=allocation.ops.bearer("acme-admin"))
+
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert {row.dimensions["team"] async for row in own} == {"document-ai"}  # the token's one tenant, acme
 
 
 async def test_rules_page_in_match_order(allocation: Allocation) -> None:
