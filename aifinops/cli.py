@@ -8,7 +8,6 @@ import getpass
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,10 @@ def main(log_level: str) -> None:
     """aifinops: capture AI usage, price and allocate it, review it for risk, map it to value, recommend savings.
 
     Commands read KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL (else SQLite files under AIFINOPS_DATA_DIR)
-    and AIFINOPS_TENANT from the environment.
+    and AIFINOPS_TENANT from the environment. Commands over the services' ops APIs (spend, showback, findings,
+    budgets, recommendations, economics, value, prices, rules, dlq) connect as aifinops/ops_client.py
+    describes: AIFINOPS_<SERVICE>_GRPC and AIFINOPS_TOKEN, else the connection file that
+    `aifinops demo --keep-running` writes.
     """
     configure_logging("cli", level=log_level)
     # Turn SIGTERM into SystemExit so that commands which started services stop them on the way out.
@@ -241,11 +243,9 @@ def _call(service: str, method: str, request: object) -> object:
 
 
 def _stub(service: str, channel: grpc.aio.Channel) -> object:
-    if service == "ingest":
-        from shared.protos.ingest.v1 import ingest_pb2_grpc
+    from aifinops.ops_client import Connection
 
-        return ingest_pb2_grpc.IngestOpsStub(channel)
-    raise ValueError(f"no ops API client for service {service!r}")
+    return Connection().stub(service, channel)
 
 
 def _print_messages(messages: list[object], columns: list[str], as_json: bool, title: str) -> None:
@@ -335,10 +335,9 @@ main.add_command(findings_group)
 
 @main.group("prices")
 def prices_group() -> None:
-    """Reload, export and extend the price catalogue.
+    """List, update, export and re-price the price catalogue.
 
-    Reads ALLOCATION_PRICES_FILE, ALLOCATION_ALIASES_FILE, ALLOCATION_TERMS_FILE and ALLOCATION_RULES_FILE
-    as the allocation service does.
+    list, update, export and reload call the allocation service's ops API. import-litellm works on local files.
     """
 
 
@@ -351,48 +350,93 @@ def prices_group() -> None:
     help="Examine every cost, not only those priced under other files; re-splits proportional shared costs.",
 )
 def prices_reload(as_json: bool, everything: bool) -> None:
-    """Validate the price files and re-price costs computed under other prices, terms or rules.
+    """Re-price costs computed under other prices, terms or rules, through the allocation service.
 
-    Unpriced usage that now has a price is priced; changed costs are published again with a correction
-    (old amount, new amount, reason). Running it twice changes nothing the second time. Exits 2 when a
-    file is invalid, naming the row.
+    The service validates its price files first. Unpriced usage that now has a price is priced; changed costs
+    are published again with a correction (old amount, new amount, reason). Running it twice changes nothing
+    the second time. A progress bar shows the costs examined.
     """
-    from services.allocation.commands import reload_prices
-    from services.allocation.settings import AllocationSettings
+    from aifinops.allocation_cli import print_reprice, reprice_with_progress
 
-    try:
-        result = asyncio.run(reload_prices(AllocationSettings(), only_stale=not everything))
-    except ValueError as error:
-        errors.print(f"error: {error}", highlight=False)
-        sys.exit(2)
-    summary = {"version": result.version, "catalogue_version": result.catalogue_version, **result.sweep.as_dict()}
-    if as_json:
-        console.print_json(json.dumps(summary))
-        return
-    console.print(f"price book {result.version} (catalogue {result.catalogue_version})", highlight=False)
-    console.print(
-        f"  examined {result.sweep.examined}, corrected {result.sweep.corrected}, unchanged {result.sweep.restamped}, "
-        f"credits added {result.sweep.credits_added}",
-        highlight=False,
-    )
-    if not result.sent:
-        console.print("  the broker was unreachable: corrections wait in the allocation outbox")
+    print_reprice(reprice_with_progress(everything, as_json=as_json), as_json=as_json)
 
 
 @prices_group.command("export")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--aliases", "aliases_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write aliases.")
 def prices_export(file: Path, aliases_file: Path | None) -> None:
-    """Write the price catalogue in force to FILE as CSV, one row per price, readable and re-loadable."""
-    from services.allocation.commands import export_prices
-    from services.allocation.settings import AllocationSettings
+    """Write the price catalogue in force to FILE as CSV, one row per price, readable and re-loadable.
 
-    try:
-        catalogue = export_prices(AllocationSettings(), file, aliases_file)
-    except ValueError as error:
-        errors.print(f"error: {error}", highlight=False)
-        sys.exit(2)
-    console.print(f"wrote {len(catalogue.all_rows())} price rows of catalogue {catalogue.version} to {file}")
+    The rows come from the allocation service, price updates included. The aliases come from the local
+    ALLOCATION_ALIASES_FILE, else the shipped alias table.
+    """
+    from aifinops.allocation_cli import price_rows, write_prices_csv
+
+    prices = price_rows()
+    write_prices_csv(prices, file)
+    if aliases_file is not None:
+        from services.allocation.settings import AllocationSettings
+        from shared.catalogue import PriceCatalogue, aliases_csv
+
+        settings = AllocationSettings()
+        catalogue = PriceCatalogue.load(settings.prices_file, settings.aliases_file)
+        aliases_file.write_text(aliases_csv(catalogue.aliases, f"aliases of price catalogue {catalogue.version}"))
+    version = prices[0].catalogue_version if prices else "-"
+    console.print(f"wrote {len(prices)} price rows of catalogue {version} to {file}")
+
+
+@prices_group.command("list")
+@click.option("--provider", help="Only this provider, such as openai.")
+@click.option("--model", help="Only this model id, such as gpt-4o.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def prices_list(provider: str | None, model: str | None, as_json: bool) -> None:
+    """List the price rows in force, price updates included."""
+    from aifinops.allocation_cli import list_prices
+
+    list_prices(provider, model, as_json)
+
+
+@prices_group.command("update")
+@click.option("--provider", required=True, help="Provider, such as openai.")
+@click.option("--model", required=True, help="Model id as the catalogue lists it, such as gpt-4o.")
+@click.option("--bucket", required=True, help="Usage bucket, such as input_uncached_tokens or output_tokens.")
+@click.option("--tier", default="standard", show_default=True, help="Service tier: standard, batch, flex, priority.")
+@click.option("--price", required=True, help="Price per --per units, as a decimal number such as 2.50.")
+@click.option("--currency", default="USD", show_default=True, help="ISO 4217 currency of the price.")
+@click.option("--per", type=int, default=1_000_000, show_default=True, help="Units the price is for.")
+@click.option(
+    "--from",
+    "start",
+    required=True,
+    help="Day (YYYY-MM-DD, midnight UTC) or RFC 3339 instant from which the price applies; the row open then "
+    "is closed there, and a row starting then is corrected.",
+)
+@click.option("--source", help="Where the price comes from, such as a contract or a pricing page.")
+@click.option("--by", "changed_by", default=getpass.getuser, show_default="the current user", help="Who changes it.")
+@click.option("--no-reprice", is_flag=True, help="Store the price only; the service re-prices before its next batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def prices_update(
+    provider: str,
+    model: str,
+    bucket: str,
+    tier: str,
+    price: str,
+    currency: str,
+    per: int,
+    start: str,
+    source: str | None,
+    changed_by: str,
+    no_reprice: bool,
+    as_json: bool,
+) -> None:
+    """Change one price in the allocation service's catalogue, then re-price the costs it affects.
+
+    The change is stored beside the catalogue file and outlives restarts.
+    """
+    from aifinops.allocation_cli import price_update, update_price
+
+    update = price_update(provider, model, bucket, tier, price, currency, per, start, source)
+    update_price(update, changed_by, reprice=not no_reprice, as_json=as_json)
 
 
 @prices_group.command("import-litellm")
@@ -463,46 +507,15 @@ def showback_command(
 ) -> None:
     """Print allocated cost by any dimensions and day or month, in the tenant's time zone.
 
-    Credits and refunds are included as negative amounts. Use --csv for a chargeback file.
+    Credits and refunds are included as negative amounts. Use --csv for a chargeback file. `aifinops spend`
+    takes the same options and more.
     """
-    import csv as csv_module
+    from aifinops.allocation_cli import print_spend, spend_rows
+    from aifinops.api import tenant_of
 
-    from services.allocation.commands import showback
-    from services.allocation.settings import AllocationSettings
-    from services.allocation.showback import ShowbackError
-
-    settings = AllocationSettings()
-    try:
-        result = asyncio.run(
-            showback(
-                settings,
-                tenant or settings.tenant,
-                dimensions=list(dimensions),
-                period=period,  # type: ignore[arg-type]
-                currency=currency,
-                start=start.date() if start else None,
-                end=end.date() if end else None,
-            )
-        )
-    except (ShowbackError, ValueError) as error:
-        errors.print(f"error: {error}", highlight=False)
-        sys.exit(2)
-    rows = result.rows()
-    if as_csv:
-        writer = csv_module.DictWriter(sys.stdout, fieldnames=["period", *dimensions, "currency", "amount"])
-        writer.writeheader()
-        writer.writerows(rows)
-        return
-    from rich.table import Table
-
-    table = Table(title=f"Allocated cost · tenant {result.tenant} · {result.time_zone}", title_justify="left")
-    for column in ("period", *dimensions, "amount"):
-        table.add_column(column, justify="right" if column == "amount" else "left")
-    for row in rows:
-        table.add_row(row["period"], *(row[name] for name in dimensions), f"{row['amount']} {row['currency']}")
-    console.print(table)
-    for code, amount in sorted(result.unconverted.items()):
-        console.print(f"no exchange rate to {result.currency}: {amount} {code} listed in {code}", highlight=False)
+    name = tenant_of(tenant)
+    rows = spend_rows(name, dimensions, period, currency=currency, start=start, end=end)
+    print_spend(rows, dimensions, name, as_csv=as_csv, as_json=False)
 
 
 @main.group("export")
@@ -558,8 +571,8 @@ def recommendations_group() -> None:
     """Savings recommendations: list them and move them through their lifecycle.
 
     A recommendation is open, accepted, dismissed (with a reason) or implemented. ID may be the full id or a
-    unique prefix of at least 8 characters, as `list` prints it. Changes are published to the savings topic;
-    when the broker is down they are stored and the optimizer service sends them later.
+    unique prefix of at least 8 characters, as `list` prints it. The commands call the optimizer service's ops
+    API, which stores each change and publishes it to the savings topic.
     """
 
 
@@ -573,19 +586,15 @@ def _tenant_option(function: Any) -> Any:
     return click.option("--tenant", help="Tenant of the recommendations; defaults to AIFINOPS_TENANT.")(function)
 
 
-def _run_lifecycle(action: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
-    """Run a lifecycle function against the optimizer's database and outbox; exit 2 on a rejected change."""
-    from services.optimizer.lifecycle import LifecycleError, optimizer_outbox
+def _change_recommendation(method: str, tenant: str | None, recommendation_id: str, **fields: Any) -> Any:
+    """Call one lifecycle method of the optimizer API and return the recommendation as it is now."""
+    from aifinops.api import call, tenant_of
+    from shared.protos.optimizer.v1 import optimizer_pb2
 
-    async def run() -> Any:
-        async with optimizer_outbox(_settings()) as (database, outbox):
-            return await action(database, outbox, *args, **kwargs)
-
-    try:
-        return asyncio.run(run())
-    except LifecycleError as error:
-        errors.print(f"error: {error}", soft_wrap=True)
-        sys.exit(2)
+    request = optimizer_pb2.ChangeRecommendationRequest(
+        tenant=tenant_of(tenant), recommendation_id=recommendation_id, **fields
+    )
+    return call("optimizer", method, request)
 
 
 @recommendations_group.command("list")
@@ -595,38 +604,35 @@ def _run_lifecycle(action: Callable[..., Awaitable[Any]], *args: Any, **kwargs: 
 @click.option("--json", "as_json", is_flag=True, help="Print exact figures as JSON.")
 def recommendations_list(status: str | None, kind: str | None, tenant: str | None, as_json: bool) -> None:
     """List recommendations, largest estimated monthly savings first."""
-    from services.optimizer.lifecycle import list_recommendations
-    from services.optimizer.tables import TABLES as OPTIMIZER_TABLES
-    from shared.db import Database
+    from aifinops.api import every_page, print_json, tenant_of
+    from shared.protos.optimizer.v1 import optimizer_pb2
 
-    settings = _settings()
-
-    async def read() -> list[Any]:
-        database = Database(settings.database_url_for("optimizer"))
-        try:
-            await database.create_tables(OPTIMIZER_TABLES)  # the optimizer may not have run yet
-            return await list_recommendations(database, tenant or settings.tenant, status=status, kind=kind)
-        finally:
-            await database.dispose()
-
-    views = asyncio.run(read())
+    request = optimizer_pb2.ListRecommendationsRequest(
+        tenant=tenant_of(tenant), status=status or "", kind=kind or "", page_size=500
+    )
+    found = every_page("optimizer", "ListRecommendations", request, "recommendations")
     if as_json:
-        console.print_json(json.dumps([view.as_json() for view in views]))
+        print_json(found)
         return
-    for view in views:
-        realised = (
-            f", realised {view.realised_amount.normalize():f} {view.currency}"
-            if view.realised_amount is not None
-            else ""
-        )
-        savings = f"{view.estimated_monthly_savings.normalize():f}"
+    for item in found:
+        money = item.estimated_monthly_savings
+        realised = ""
+        if item.realised_monthly_savings:
+            realised = f", realised {_plain(item.realised_monthly_savings)} {money.currency}"
+        savings = f"{_plain(money.amount)} {money.currency}/month"
         console.print(
-            f"{view.recommendation_id[:8]}  {view.status:<11} {view.kind:<17} {savings} {view.currency}/month"
-            f"{realised}  {view.scope}",
+            f"{item.recommendation_id[:8]}  {item.status:<11} {item.kind:<17} {savings}{realised}  {item.scope}",
             highlight=False,
         )
-    if not views:
+    if not found:
         console.print("no recommendations")
+
+
+def _plain(amount: str) -> str:
+    """Write a decimal amount without trailing zeros or an exponent, as the recommendation list shows it."""
+    from decimal import Decimal
+
+    return f"{Decimal(amount).normalize():f}"
 
 
 @recommendations_group.command("show")
@@ -635,36 +641,19 @@ def recommendations_list(status: str | None, kind: str | None, tenant: str | Non
 @click.option("--json", "as_json", is_flag=True, help="Print exact figures as JSON.")
 def recommendations_show(recommendation_id: str, tenant: str | None, as_json: bool) -> None:
     """Print one recommendation with its arithmetic, evidence, price rows and status history."""
-    from services.optimizer.lifecycle import LifecycleError, history, list_recommendations
-    from services.optimizer.tables import TABLES as OPTIMIZER_TABLES
-    from shared.db import Database
+    from aifinops.api import call, print_json, tenant_of
+    from shared.protos.optimizer.v1 import optimizer_pb2
 
-    settings = _settings()
-    tenant = tenant or settings.tenant
-
-    async def read() -> tuple[Any, list[dict[str, Any]]]:
-        database = Database(settings.database_url_for("optimizer"))
-        try:
-            await database.create_tables(OPTIMIZER_TABLES)  # the optimizer may not have run yet
-            steps = await history(database, tenant, recommendation_id)
-            views = await list_recommendations(database, tenant)
-        finally:
-            await database.dispose()
-        [view] = [view for view in views if view.recommendation_id.startswith(recommendation_id)]
-        return view, steps
-
-    try:
-        view, steps = asyncio.run(read())
-    except LifecycleError as error:
-        errors.print(f"error: {error}", soft_wrap=True)
-        sys.exit(2)
+    request = optimizer_pb2.GetRecommendationRequest(tenant=tenant_of(tenant), recommendation_id=recommendation_id)
+    view = call("optimizer", "GetRecommendation", request)
     if as_json:
-        console.print_json(json.dumps({**view.as_json(), "history": steps}))
+        print_json(view)
         return
+    money = view.estimated_monthly_savings
     console.print(f"{view.recommendation_id}  {view.kind}  {view.scope}", highlight=False)
     console.print(
         f"status {view.status} (revision {view.revision}), confidence {view.confidence}, saves about "
-        f"{view.estimated_monthly_savings} {view.currency} a month",
+        f"{money.amount} {money.currency} a month",
         highlight=False,
     )
     for line in view.arithmetic.splitlines():
@@ -673,35 +662,33 @@ def recommendations_show(recommendation_id: str, tenant: str | None, as_json: bo
         console.print(f"caveat: {view.caveat}", highlight=False)
     if view.realised_arithmetic:
         console.print(view.realised_arithmetic, highlight=False)
-    console.print(f"price rows: {', '.join(view.price_rows) or '-'}", highlight=False)
-    console.print(
-        f"evidence: {len(view.evidence)} events, the first ten: {', '.join(view.evidence[:10])}", highlight=False
-    )
-    for step in steps:
-        reason = f": {step['reason']}" if step["reason"] else ""
+    console.print(f"price rows: {', '.join(view.price_row_ids) or '-'}", highlight=False)
+    evidence = list(view.evidence_event_ids)
+    console.print(f"evidence: {len(evidence)} events, the first ten: {', '.join(evidence[:10])}", highlight=False)
+    for step in view.history:
+        reason = f": {step.reason}" if step.reason else ""
         console.print(
-            f"  r{step['revision']} {step['changed_at']} {step['status']} by {step['changed_by'] or '-'}{reason}",
-            highlight=False,
+            f"  r{step.revision} {step.changed_at} {step.status} by {step.changed_by or '-'}{reason}", highlight=False
         )
 
 
-def _status_command(name: str, status: str, summary: str) -> None:
+def _status_command(name: str, method: str, summary: str) -> None:
     @recommendations_group.command(name, help=summary)
     @click.argument("recommendation_id")
     @_by_option
     @_tenant_option
     def command(recommendation_id: str, changed_by: str, tenant: str | None) -> None:
-        from services.optimizer.lifecycle import change_status
-
-        event = _run_lifecycle(change_status, tenant or _settings().tenant, recommendation_id, status, by=changed_by)
-        console.print(f"{event.recommendation_id}: {event.status} (revision {event.revision})", highlight=False)
+        view = _change_recommendation(method, tenant, recommendation_id, changed_by=changed_by)
+        console.print(f"{view.recommendation_id}: {view.status} (revision {view.revision})", highlight=False)
 
 
-_status_command("accept", "accepted", "Accept a recommendation: someone will act on it.")
+_status_command("accept", "AcceptRecommendation", "Accept a recommendation: someone will act on it.")
 _status_command(
-    "implement", "implemented", "Mark a recommendation implemented; realised savings are measured from now on."
+    "implement",
+    "ImplementRecommendation",
+    "Mark a recommendation implemented; realised savings are measured from now on.",
 )
-_status_command("reopen", "open", "Reopen a dismissed recommendation.")
+_status_command("reopen", "ReopenRecommendation", "Reopen a dismissed recommendation.")
 
 
 @recommendations_group.command("dismiss")
@@ -711,12 +698,10 @@ _status_command("reopen", "open", "Reopen a dismissed recommendation.")
 @_tenant_option
 def recommendations_dismiss(recommendation_id: str, reason: str, changed_by: str, tenant: str | None) -> None:
     """Dismiss a recommendation with a reason; new usage does not reopen it."""
-    from services.optimizer.lifecycle import change_status
-
-    event = _run_lifecycle(
-        change_status, tenant or _settings().tenant, recommendation_id, "dismissed", by=changed_by, reason=reason
+    view = _change_recommendation(
+        "DismissRecommendation", tenant, recommendation_id, changed_by=changed_by, reason=reason
     )
-    console.print(f"{event.recommendation_id}: dismissed (revision {event.revision})", highlight=False)
+    console.print(f"{view.recommendation_id}: dismissed (revision {view.revision})", highlight=False)
 
 
 @recommendations_group.command("ticket")
@@ -725,10 +710,8 @@ def recommendations_dismiss(recommendation_id: str, reason: str, changed_by: str
 @_tenant_option
 def recommendations_ticket(recommendation_id: str, changed_by: str, tenant: str | None) -> None:
     """Request an ITSM ticket for a recommendation; the risk service's connectors open it."""
-    from services.optimizer.lifecycle import request_ticket
-
-    event = _run_lifecycle(request_ticket, tenant or _settings().tenant, recommendation_id, by=changed_by)
-    console.print(f"{event.recommendation_id}: ticket requested (revision {event.revision})", highlight=False)
+    view = _change_recommendation("RequestTicket", tenant, recommendation_id, changed_by=changed_by)
+    console.print(f"{view.recommendation_id}: ticket requested (revision {view.revision})", highlight=False)
 
 
 @recommendations_group.command("measure")
@@ -736,13 +719,11 @@ def recommendations_ticket(recommendation_id: str, changed_by: str, tenant: str 
 @_tenant_option
 def recommendations_measure(recommendation_id: str, tenant: str | None) -> None:
     """Measure an implemented recommendation's realised savings now."""
-    from services.optimizer.lifecycle import measure_now
-
-    event = _run_lifecycle(measure_now, tenant or _settings().tenant, recommendation_id)
-    if event.realised_monthly_savings is None:
+    view = _change_recommendation("MeasureRecommendation", tenant, recommendation_id)
+    if not view.realised_monthly_savings:
         console.print("not measured yet: no cost or seat data since the recommendation was implemented")
     else:
-        console.print(event.realised_arithmetic or "", highlight=False)
+        console.print(view.realised_arithmetic, highlight=False)
 
 
 @main.command("economics")
@@ -751,23 +732,18 @@ def recommendations_measure(recommendation_id: str, tenant: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print exact figures as JSON.")
 def economics_command(use_case: str | None, tenant: str | None, as_json: bool) -> None:
     """Print unit economics per use case and month: cost per outcome, value, ROI, payback and trend."""
+    _print_unit_economics(use_case, tenant, as_json)
+
+
+def _print_unit_economics(use_case: str | None, tenant: str | None, as_json: bool) -> None:
+    """Read unit economics from the value service's API and print them as the report does."""
+    from aifinops.api import every_page, tenant_of
     from aifinops.report import Report, render_unit_economics
-    from services.value.queries import read_unit_economics
-    from services.value.tables import TABLES as VALUE_TABLES
-    from shared.db import Database
+    from shared.protos.value.v1 import value_pb2
 
-    settings = _settings()
-    tenant = tenant or settings.tenant
-
-    async def read() -> list[dict[str, Any]]:
-        database = Database(settings.database_url_for("value"))
-        try:
-            await database.create_tables(VALUE_TABLES)  # the value service may not have run yet
-            return await read_unit_economics(database, tenant, use_case)
-        finally:
-            await database.dispose()
-
-    rows = asyncio.run(read())
+    name = tenant_of(tenant)
+    request = value_pb2.ListUnitEconomicsRequest(tenant=name, use_case=use_case or "", page_size=500)
+    rows = [_unit_economics_row(item) for item in every_page("value", "ListUnitEconomics", request, "unit_economics")]
     if as_json:
         console.print_json(json.dumps(rows))
         return
@@ -776,7 +752,40 @@ def economics_command(use_case: str | None, tenant: str | None, as_json: bool) -
         for row in rows
         if not row["value_linked"]
     ]
-    render_unit_economics(Report(tenant=tenant, unit_economics=rows, value_unlinked=unlinked), console)
+    render_unit_economics(Report(tenant=name, unit_economics=rows, value_unlinked=unlinked), console)
+
+
+def _unit_economics_row(item: Any) -> dict[str, Any]:
+    """Turn a UnitEconomics message into the row the report renders, with None for unknown figures."""
+    from aifinops.api import as_dict
+
+    row: dict[str, Any] = {key: (value if value != "" else None) for key, value in as_dict(item).items()}
+    cost = row.pop("cost")
+    row.update(cost=cost["amount"], currency=cost["currency"], cost_events=int(row["cost_events"]))
+    row["revision"] = int(row["revision"])
+    return row
+
+
+@main.group("value")
+def value_group() -> None:
+    """Value: what AI spend buys, per use case (through the value service's API)."""
+
+
+@value_group.command("economics")
+@click.option("--use-case", help="Only this use case.")
+@click.option("--tenant", help="Tenant to report on; defaults to AIFINOPS_TENANT.")
+@click.option("--json", "as_json", is_flag=True, help="Print exact figures as JSON.")
+def value_economics(use_case: str | None, tenant: str | None, as_json: bool) -> None:
+    """Print unit economics per use case and month: cost per outcome, value, ROI, payback and trend."""
+    _print_unit_economics(use_case, tenant, as_json)
+
+
+from aifinops.allocation_cli import rules_group, spend_command  # noqa: E402 - registered after the core commands
+from aifinops.findings_cli import budgets_group  # noqa: E402
+
+main.add_command(spend_command)
+main.add_command(rules_group)
+main.add_command(budgets_group)
 
 
 if __name__ == "__main__":

@@ -142,10 +142,12 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
 async def _serve_until_interrupted(stack: Stack, run_dir: Path, console: Console) -> None:
     """Keep the stack up and tell the CLI where it is, until Ctrl-C or SIGTERM."""
     targets = {name: stack.grpc_target(name) for name in stack.processes}
-    write_connection_file(run_dir / "connection.json", targets, stack.tokens["admin"])
+    write_connection_file(run_dir / "connection.json", targets, stack.tokens["admin"], DEMO_TENANT)
     console.print(
         f"\nThe services keep running (tenant {DEMO_TENANT}); in another terminal try\n"
         f"  .venv/bin/aifinops dlq list\n"
+        f"  .venv/bin/aifinops spend --by team --period total\n"
+        f"  .venv/bin/aifinops findings list\n"
         f"Ops gRPC targets: {', '.join(f'{name} {target}' for name, target in targets.items())}\n"
         "Press Ctrl-C to stop them."
     )

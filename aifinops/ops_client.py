@@ -11,15 +11,25 @@ Where each service listens and which token to send, in order of precedence:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 DEFAULT_PORTS = {"ingest": 50051, "allocation": 50052, "risk": 50053, "value": 50054, "optimizer": 50055}
 DEFAULT_CONNECTION_FILE = Path(".aifinops/demo/connection.json")
+# The generated stub module and class of each service's ops API.
+STUBS = {
+    "ingest": ("shared.protos.ingest.v1.ingest_pb2_grpc", "IngestOpsStub"),
+    "allocation": ("shared.protos.allocation.v1.allocation_pb2_grpc", "AllocationOpsStub"),
+    "risk": ("shared.protos.risk.v1.risk_pb2_grpc", "RiskOpsStub"),
+    "value": ("shared.protos.value.v1.value_pb2_grpc", "ValueOpsStub"),
+    "optimizer": ("shared.protos.optimizer.v1.optimizer_pb2_grpc", "OptimizerOpsStub"),
+}
 
 
 class OpsConnectionError(RuntimeError):
@@ -31,6 +41,7 @@ class Connection:
     targets: dict[str, str] = field(default_factory=dict)
     token: str | None = None
     ca_file: Path | None = None
+    tenant: str | None = None  # the tenant of the local stack that wrote the connection file
 
     @classmethod
     def resolve(cls) -> Connection:
@@ -43,6 +54,7 @@ class Connection:
                 raise OpsConnectionError(f"{path}: cannot read the connection file: {error}") from None
             connection.targets.update(stored.get("targets", {}))
             connection.token = stored.get("token") or None
+            connection.tenant = stored.get("tenant") or None
         for name in DEFAULT_PORTS:
             value = os.environ.get(f"AIFINOPS_{name.upper()}_GRPC")
             if value:
@@ -64,9 +76,14 @@ class Connection:
             return grpc.aio.secure_channel(target, credentials)
         return grpc.aio.insecure_channel(target)
 
+    def stub(self, service: str, channel: grpc.aio.Channel) -> Any:
+        module, name = STUBS[service]
+        return getattr(importlib.import_module(module), name)(channel)
 
-def write_connection_file(path: Path, targets: dict[str, str], token: str) -> None:
-    """Store where a local stack's services listen and an admin token, readable by the owner only."""
+
+def write_connection_file(path: Path, targets: dict[str, str], token: str, tenant: str | None = None) -> None:
+    """Store where a local stack's services listen, an admin token and the stack's tenant, for the owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"targets": targets, "token": token}, indent=2))
-    path.chmod(0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps({"targets": targets, "token": token, "tenant": tenant}, indent=2))

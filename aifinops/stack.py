@@ -113,6 +113,11 @@ class Stack:
     def grpc_target(self, service: str) -> str:
         return f"127.0.0.1:{self.processes[service].ports['grpc_port']}"
 
+    def ops_client_environment(self, client: str = "admin") -> dict[str, str]:
+        """Variables that point the CLI's ops API commands at this stack's services, with a client's token."""
+        targets = {f"AIFINOPS_{name.upper()}_GRPC": self.grpc_target(name) for name in self.processes}
+        return {**targets, "AIFINOPS_TOKEN": self.tokens[client]}
+
     @property
     def webhook_secrets_file(self) -> Path:
         return self.config.run_dir / "webhook-sources.yaml"

@@ -11,7 +11,7 @@ import base64
 import binascii
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
 ResponseT = TypeVar("ResponseT")
+ItemT = TypeVar("ItemT")
 
 
 class InvalidArgument(ValueError):
@@ -147,3 +148,29 @@ def decimal_field(value: str, field: str) -> Decimal:
     if not number.is_finite():
         raise InvalidArgument(field, f"must be finite, got {value!r}")
     return number
+
+
+def client_name() -> str:
+    """Return the name of the client making the current call, from its token; empty outside a call."""
+    client = current_client.get()
+    return client.name if client is not None else ""
+
+
+def keyset_page(
+    items: Sequence[ItemT], sort_key: Callable[[ItemT], tuple[Any, ...]], size: int, after: tuple[Any, ...] | None
+) -> tuple[list[ItemT], tuple[Any, ...] | None]:
+    """Return the page of ``items`` (sorted by ``sort_key``) after the keyset ``after``, and the next page's keyset.
+
+    For results a domain function already returns whole and sorted. A keyset, unlike an offset, skips or repeats
+    nothing when items are added or removed between two pages. The next keyset is None on the last page.
+    """
+    remaining = [item for item in items if after is None or sort_key(item) > after]
+    page = remaining[:size]
+    return page, sort_key(page[-1]) if len(remaining) > size else None
+
+
+def require_every_tenant(action: str) -> None:
+    """Raise TenantDenied unless the caller's token covers every tenant, as changes shared by all tenants need."""
+    client = current_client.get()
+    if client is not None and client.tenants is not None:
+        raise TenantDenied(f"{action} affects every tenant; this token covers only {', '.join(sorted(client.tenants))}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.allocation.handlers import AllocationHandler
+from services.allocation.ops import registration
 from services.allocation.reconciliation import Tolerance
 from services.allocation.settings import AllocationSettings
 from services.allocation.sources import AllocationSources
@@ -31,7 +32,11 @@ async def main() -> None:
     runtime.subscribe(Topic.PROVIDER_COST_REPORTED, ProviderCostReported, handler.handle_statements)
 
     # Costs stored under other prices, terms or rules than the ones now in force are corrected at start.
-    await runtime.run(TABLES, on_started=handler.start)
+    await runtime.run(
+        TABLES,
+        on_started=handler.start,
+        registrations=[registration(runtime.database, runtime.outbox, settings, tolerance)],
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -227,13 +228,17 @@ async def sweep(
     only_stale: bool = True,
     page_size: int = 500,
     send: bool = True,
+    progress: Callable[[SweepResult], None] | None = None,
 ) -> SweepResult:
     """Re-price every ledger row computed under another version; add, change or withdraw contract credits.
 
-    With ``send`` false the corrections stay in the outbox for the service's relay to send.
+    With ``send`` false the corrections stay in the outbox for the service's relay to send. ``progress`` is
+    called with the counts so far after every page that was committed.
     """
     result = SweepResult()
     await _sync_credits(database, outbox, loaded, result)
+    if progress is not None:
+        progress(result)
     deferred: list[str] = []
     for split_pass in (False, True):
         after = ""
@@ -263,6 +268,8 @@ async def sweep(
                         continue
                     await _reprice_row(connection, row, event, loaded, result)
                 await result.flush(connection, outbox, loaded.version)
+            if progress is not None:
+                progress(result)
     if send:
         while await outbox.send_pending(min_age=timedelta(0)) > 0:
             pass

@@ -19,6 +19,11 @@ class AllocationSettings(ServiceSettings):
         validation_alias=AliasChoices("ALLOCATION_PRICES_FILE"),
         description="Price catalogue CSV; defaults to the catalogue shipped in shared/data.",
     )
+    price_updates_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ALLOCATION_PRICE_UPDATES_FILE"),
+        description="CSV of price changes made over the ops API; defaults to price-updates.csv in AIFINOPS_DATA_DIR.",
+    )
     aliases_file: Path | None = Field(
         default=None,
         validation_alias=AliasChoices("ALLOCATION_ALIASES_FILE"),
@@ -46,3 +51,6 @@ class AllocationSettings(ServiceSettings):
         validation_alias=AliasChoices("ALLOCATION_RECONCILIATION_TOLERANCE_AMOUNT"),
         description="Differences up to this amount, in the statement's currency, are never flagged.",
     )
+
+    def price_updates_path(self) -> Path:
+        return self.price_updates_file or self.data_dir / "price-updates.csv"

@@ -112,15 +112,21 @@ async def build_showback(
     fx: FxTable | None = None,
     start: date | None = None,
     end: date | None = None,
+    charge_categories: Sequence[str] = (),
 ) -> Showback:
-    """Sum each owner's share of every priced or billed cost by period and dimension values."""
+    """Sum each owner's share of every priced or billed cost by period and dimension values.
+
+    With ``charge_categories`` only costs of those categories count (usage, purchase, tax, adjustment, credit,
+    refund); without them every category does.
+    """
     check_dimensions(dimensions)
     result = Showback(tenant, tuple(dimensions), period, currency, str(zone.key))
     totals: dict[tuple[str, tuple[str, ...], str], Decimal] = defaultdict(Decimal)
+    query = select(LEDGER).where(LEDGER.c.tenant == tenant, LEDGER.c.cost_amount.is_not(None))
+    if charge_categories:
+        query = query.where(LEDGER.c.charge_category.in_(list(charge_categories)))
     async with database.engine.connect() as connection:
-        rows = await connection.stream(
-            select(LEDGER).where(LEDGER.c.tenant == tenant, LEDGER.c.cost_amount.is_not(None))
-        )
+        rows = await connection.stream(query)
         async for row in rows:
             day = local_date(row.period_start, row.period_end, zone)
             if (start is not None and day < start) or (end is not None and day >= end):

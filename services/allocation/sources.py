@@ -1,6 +1,6 @@
 """The files allocation prices and allocates by, loaded together and watched for changes.
 
-A change to any of them (price catalogue, aliases, tenant terms, allocation rules)
+A change to any of them (price catalogue, aliases, price updates, tenant terms, allocation rules)
 makes the running service reload them before its next batch and re-price what the
 change affects; ``aifinops prices reload`` does the same from the command line.
 """
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.allocation.costing import allocation_version
+from services.allocation.price_updates import with_updates
 from services.allocation.pricing import PriceBook
 from services.allocation.rules import AllocationRules
 from services.allocation.settings import AllocationSettings
@@ -34,15 +35,23 @@ class AllocationSources:
     aliases_file: Path | None = None
     terms_file: Path | None = None
     rules_file: Path | None = None
+    price_updates_file: Path | None = None  # price changes made over the ops API (price_updates.py)
 
     @classmethod
     def from_settings(cls, settings: AllocationSettings) -> AllocationSources:
-        return cls(settings.prices_file, settings.aliases_file, settings.terms_file, settings.rules_file)
+        return cls(
+            settings.prices_file,
+            settings.aliases_file,
+            settings.terms_file,
+            settings.rules_file,
+            settings.price_updates_path(),
+        )
 
     def paths(self) -> list[Path]:
         shipped_prices, shipped_aliases = default_catalogue_paths()
         found = [self.prices_file or shipped_prices, self.aliases_file or shipped_aliases]
-        return found + [path for path in (self.terms_file, self.rules_file) if path is not None]
+        optional = (self.terms_file, self.rules_file, self.price_updates_file)
+        return found + [path for path in optional if path is not None]
 
     def stamp(self) -> tuple[FileStamp, ...]:
         """Return each file's path, modification time and size: cheap to take before every batch."""
@@ -58,7 +67,7 @@ class AllocationSources:
 
     def load(self) -> Loaded:
         """Read and validate every file; raise the file's own error, which names the row or field."""
-        catalogue = PriceCatalogue.load(self.prices_file, self.aliases_file)
+        catalogue = with_updates(PriceCatalogue.load(self.prices_file, self.aliases_file), self.price_updates_file)
         terms = load_terms(self.terms_file) if self.terms_file else {}
         terms_version = (
             hashlib.sha256(self.terms_file.read_bytes()).hexdigest()[:16] if self.terms_file is not None else "none"

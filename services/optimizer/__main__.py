@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.optimizer.handlers import OptimizerHandler
+from services.optimizer.ops import registration
 from services.optimizer.policy import OptimizerPolicy, SeatPrices, load_alternatives, load_gpu_prices
 from services.optimizer.settings import OptimizerSettings
 from services.optimizer.tables import TABLES
@@ -39,7 +40,7 @@ async def main() -> None:
     runtime.subscribe(Topic.SEAT_ACTIVITY_REPORTED, SeatActivityReported, handler.handle_seat_activity)
     runtime.subscribe(Topic.SEAT_ENTITLEMENT_REPORTED, SeatEntitlementReported, handler.handle_seat_entitlements)
     runtime.subscribe(Topic.GPU_UTILISATION_REPORTED, GpuUtilisationReported, handler.handle_gpu_utilisation)
-    await runtime.run(TABLES)
+    await runtime.run(TABLES, registrations=[registration(runtime.database, runtime.outbox)])
 
 
 if __name__ == "__main__":

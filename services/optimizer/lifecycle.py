@@ -53,6 +53,14 @@ class LifecycleError(ValueError):
     """A lifecycle request cannot be applied; the message explains why and lists what is allowed."""
 
 
+class RecommendationNotFound(LifecycleError):
+    """No recommendation of the tenant has the requested id or id prefix."""
+
+
+class AmbiguousRecommendationId(LifecycleError):
+    """A shortened recommendation id matches more than one recommendation."""
+
+
 @dataclass(frozen=True, slots=True)
 class RecommendationView:
     """A recommendation as the command line and the report show it."""
@@ -180,9 +188,9 @@ async def _resolve(connection: AsyncConnection, tenant: str, recommendation_id: 
         )
     ).all()
     if not rows:
-        raise LifecycleError(f"no recommendation {recommendation_id!r} for tenant {tenant!r}")
+        raise RecommendationNotFound(f"no recommendation {recommendation_id!r} for tenant {tenant!r}")
     if len(rows) > 1:
-        raise LifecycleError(
+        raise AmbiguousRecommendationId(
             f"recommendation id {recommendation_id!r} matches {len(rows)} recommendations; give more of it"
         )
     return str(rows[0].recommendation_id)

@@ -6,12 +6,14 @@ import asyncio
 import logging
 
 from services.risk.anomalies import AnomalySettings
+from services.risk.budget_overrides import OVERRIDES, merge_budgets, stored_budgets
 from services.risk.budgets import load_budgets
 from services.risk.contracts import load_contracts
 from services.risk.handlers import RiskConfig, RiskHandler
 from services.risk.itsm.dispatcher import RetryPolicy, TicketDispatcher
 from services.risk.itsm.factory import build_connectors
 from services.risk.itsm.inbound import build_inbound_app
+from services.risk.ops import registration
 from services.risk.policy import Policy
 from services.risk.settings import RiskSettings
 from services.risk.tables import TABLES
@@ -54,6 +56,10 @@ async def main() -> None:
     runtime = ServiceRuntime("risk", settings)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per ITSM request is noise; failures are logged
     config = load_config(settings)
+    file_budgets = list(config.budgets)
+    # Budgets set over the ops API are stored beside the budgets file and apply over it from the start.
+    await runtime.database.create_tables([OVERRIDES])
+    config.budgets = merge_budgets(file_budgets, await stored_budgets(runtime.database))
     connectors = build_connectors(settings)
     log.info(
         "risk.configured",
@@ -82,7 +88,23 @@ async def main() -> None:
             except TimeoutError:
                 pass
 
-    background = [check_renewals]
+    async def follow_budgets(stop: asyncio.Event) -> None:
+        """Pick up budgets that another risk replica set over its ops API."""
+        while not stop.is_set():
+            try:
+                merged = merge_budgets(file_budgets, await stored_budgets(runtime.database))
+            except Exception as error:  # the budgets in force stay as they are until the next read
+                log.warning("risk.budget_read_failed", error=repr(error)[:300])
+            else:
+                if merged != config.budgets:
+                    log.info("risk.budgets_changed", budgets=len(merged))
+                    config.budgets = merged
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=settings.budget_refresh_interval_s)
+            except TimeoutError:
+                pass
+
+    background = [check_renewals, follow_budgets]
     if connectors:
         dispatcher = TicketDispatcher(
             runtime.database,
@@ -96,7 +118,13 @@ async def main() -> None:
         background.append(dispatcher.run)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     app = build_inbound_app(runtime.database, runtime.outbox, secret, settings.itsm_min_severity)
-    await runtime.run(TABLES, http_app=app, http_port=settings.http_port, background=background)
+    await runtime.run(
+        [*TABLES, OVERRIDES],
+        http_app=app,
+        http_port=settings.http_port,
+        background=background,
+        registrations=[registration(runtime.database, runtime.outbox, config, file_budgets)],
+    )
 
 
 if __name__ == "__main__":

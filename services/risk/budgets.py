@@ -113,6 +113,11 @@ def load_budgets(path: Path) -> list[Budget]:
     return budgets
 
 
+def parse_budget(entry: Any, where: str) -> Budget:
+    """Validate one budget mapping, shaped as an entry of the budgets file; raise BudgetError naming the field."""
+    return _parse(entry, where)
+
+
 def sandbox_for(budgets: Iterable[Budget], row: Mapping[str, Any]) -> str | None:
     """Return the id of the first sandbox budget whose scope covers a cost-entry row."""
     for budget in budgets:

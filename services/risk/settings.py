@@ -66,6 +66,12 @@ class RiskSettings(ServiceSettings):
         description="Daily spend below which no anomaly fires, per currency, as JSON such as "
         '[{"amount": "10.00", "currency": "USD"}]; spend in other currencies is not checked.',
     )
+    budget_refresh_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=_env("RISK_BUDGET_REFRESH_INTERVAL_S"),
+        description="Seconds between two reads of the budgets set over the ops API, for the other risk replicas.",
+    )
     http_port: int = Field(
         default=8085,
         ge=0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.value.handlers import ValueHandler
 from services.value.http import build_outcomes_app
 from services.value.intake import OutcomeIntake
+from services.value.ops import registration
 from services.value.settings import ValueSettings
 from services.value.tables import TABLES
 from services.value.use_cases import UseCaseRegister
@@ -32,7 +33,13 @@ async def main() -> None:
         except Exception as error:  # stored figures stay as they were; the next cost or outcome recomputes them
             log.warning("unit_economics.recompute_failed", error=repr(error)[:300])
 
-    await runtime.run(TABLES, http_app=app, http_port=settings.http_port, on_started=apply_register)
+    await runtime.run(
+        TABLES,
+        http_app=app,
+        http_port=settings.http_port,
+        on_started=apply_register,
+        registrations=[registration(runtime.database)],
+    )
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ async def wait_for(check: Any, timeout_s: float = 20.0) -> Any:
 
 
 def cli(stack: Stack, *arguments: str) -> subprocess.CompletedProcess[str]:
-    env = stack.environment()
+    env = stack.environment() | stack.ops_client_environment()
     return subprocess.run(
         [sys.executable, "-m", "aifinops.cli", "findings", *arguments, "--tenant", TENANT],
         env=env,

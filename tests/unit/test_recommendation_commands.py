@@ -1,86 +1,146 @@
-"""The recommendation commands against an SQLite database while the broker is down: changes wait in the outbox."""
+"""The recommendation lifecycle over the optimizer ops API, on a real channel to an in-process server.
+
+The server's outbox records what it publishes, so each change is checked as stored and as sent."""
 
 from __future__ import annotations
 
-import asyncio
-import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
-from click.testing import CliRunner
 
-from aifinops.cli import main
 from services.optimizer.handlers import OptimizerHandler
+from services.optimizer.ops import registration
 from services.optimizer.policy import OptimizerPolicy, load_alternatives
 from services.optimizer.tables import TABLES
+from services.value.ops import registration as value_registration
+from services.value.tables import TABLES as VALUE_TABLES
 from shared.catalogue import PriceCatalogue
 from shared.db import Database
 from shared.outbox import count_unsent
+from shared.protos.optimizer.v1 import optimizer_pb2, optimizer_pb2_grpc
+from shared.protos.value.v1 import value_pb2, value_pb2_grpc
+from tests.ops_support import LocalOps, local_ops
 from tests.unit.factories import incoming, sqlite_outbox
 from tests.unit.test_optimizer_handler import OCTOBER
 
+CHEAPER_GPT_4O = ("cheaper_model", "team:document-ai model:openai/gpt-4o tier:standard")
+
+
+@dataclass
+class Optimizer:
+    ops: LocalOps
+    stub: Any
+    database: Database
+    publisher: Any
+
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    async def populate() -> None:
-        database, outbox, _publisher = await sqlite_outbox(tmp_path, "optimizer", TABLES)
-        policy = OptimizerPolicy(non_interactive_use_cases=frozenset({"document-extraction"}))
-        handler = OptimizerHandler(database, outbox, PriceCatalogue.load(), policy, load_alternatives())
-        await handler.handle(incoming(*OCTOBER))
+async def optimizer(tmp_path: Path) -> AsyncIterator[Optimizer]:
+    database, outbox, publisher = await sqlite_outbox(tmp_path, "optimizer", TABLES)
+    policy = OptimizerPolicy(non_interactive_use_cases=frozenset({"document-extraction"}))
+    handler = OptimizerHandler(database, outbox, PriceCatalogue.load(), policy, load_alternatives())
+    await handler.handle(incoming(*OCTOBER))
+    publisher.sent.clear()
+    try:
+        async with local_ops(tmp_path, "optimizer", [registration(database, outbox)]) as ops:
+            async with grpc.aio.insecure_channel(ops.target) as channel:
+                yield Optimizer(ops, optimizer_pb2_grpc.OptimizerOpsStub(channel), database, publisher)
+    finally:
         await database.dispose()
 
-    asyncio.run(populate())
-    monkeypatch.setenv("AIFINOPS_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("AIFINOPS_TENANT", "acme")
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # nothing listens on port 1
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    return tmp_path
+
+async def list_all(optimizer: Optimizer, **fields: Any) -> list[Any]:
+    request = optimizer_pb2.ListRecommendationsRequest(tenant="acme", page_size=2, **fields)
+    found = []
+    while True:
+        page = await optimizer.stub.ListRecommendations(request, metadata=optimizer.ops.bearer("reader"))
+        found.extend(page.recommendations)
+        if not page.next_page_token:
+            return found
+        request.page_token = page.next_page_token
 
 
-def unsent(data_dir: Path) -> int:
-    async def count() -> int:
-        database = Database(f"sqlite+aiosqlite:///{data_dir / 'optimizer.db'}")
-        try:
-            return await count_unsent(database, "optimizer")
-        finally:
-            await database.dispose()
+async def test_pages_cover_every_recommendation_once(optimizer: Optimizer) -> None:
+    found = await list_all(optimizer)
+    ids = [item.recommendation_id for item in found]
+    savings = [Decimal(item.estimated_monthly_savings.amount) for item in found]
 
-    return asyncio.run(count())
+    assert len(ids) == 7  # as the optimizer handler test finds for the October usage
+    assert len(set(ids)) == 7
+    assert savings == sorted(savings, reverse=True)
 
 
-def test_lifecycle_commands_without_broker(data_dir: Path) -> None:
-    runner = CliRunner()
-    listed = runner.invoke(main, ["recommendations", "list", "--json"])
-    assert listed.exit_code == 0, listed.output
-    views = {(item["kind"], item["scope"]): item for item in json.loads(listed.output)}
-    assert len(views) == 7
-    target = views[("cheaper_model", "team:document-ai model:openai/gpt-4o tier:standard")]["recommendation_id"][:8]
-    before = unsent(data_dir)
-
-    dismissed = runner.invoke(
-        main, ["recommendations", "dismiss", target, "--reason", "quality too low on the sample", "--by", "bob"]
+async def test_dismiss_is_stored_published_and_final(optimizer: Optimizer) -> None:
+    views = {(item.kind, item.scope): item for item in await list_all(optimizer)}
+    target = views[CHEAPER_GPT_4O].recommendation_id[:8]
+    admin = optimizer.ops.bearer("admin")
+    dismissal = optimizer_pb2.ChangeRecommendationRequest(
+        tenant="acme", recommendation_id=target, changed_by="bob", reason="quality too low on the sample"
     )
-    assert dismissed.exit_code == 0, dismissed.output
-    assert "dismissed (revision 2)" in dismissed.output
-    assert unsent(data_dir) == before + 1  # stored for the optimizer service's relay to send
 
-    again = runner.invoke(main, ["recommendations", "accept", target])
-    assert again.exit_code == 2
-    assert "is dismissed; it can move to open, not to accepted" in again.output
+    dismissed = await optimizer.stub.DismissRecommendation(dismissal, metadata=admin)
 
-    too_short = runner.invoke(main, ["recommendations", "accept", target[:4]])
-    assert too_short.exit_code == 2
-    assert "too short" in too_short.output
+    assert (dismissed.status, dismissed.revision) == ("dismissed", 2)
+    assert [item.event_type for item in optimizer.publisher.sent] == ["savings.recommended"]
+    assert await count_unsent(optimizer.database, "optimizer") == 0
+    shown = await optimizer.stub.GetRecommendation(
+        optimizer_pb2.GetRecommendationRequest(tenant="acme", recommendation_id=target), metadata=admin
+    )
+    assert shown.status_reason == "quality too low on the sample"
+    assert [step.status for step in shown.history] == ["open", "dismissed"]
+    assert shown.history[1].changed_by == "bob"
 
-    shown = runner.invoke(main, ["recommendations", "show", target, "--json"])
-    assert shown.exit_code == 0, shown.output
-    detail = json.loads(shown.output)
-    assert detail["status_reason"] == "quality too low on the sample"
-    assert [step["status"] for step in detail["history"]] == ["open", "dismissed"]
-    assert detail["history"][1]["changed_by"] == "bob"
+    accept = optimizer_pb2.ChangeRecommendationRequest(tenant="acme", recommendation_id=target)
+    with pytest.raises(grpc.aio.AioRpcError) as again:
+        await optimizer.stub.AcceptRecommendation(accept, metadata=admin)
+    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is dismissed; it can move to open, not to accepted" in (again.value.details() or "")
 
 
-def test_economics_command_without_data(data_dir: Path) -> None:
-    result = CliRunner().invoke(main, ["economics", "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == []
+@pytest.mark.parametrize(
+    ("method", "fields", "code", "prefix"),
+    [
+        ("AcceptRecommendation", {"recommendation_id": "abcd"}, grpc.StatusCode.INVALID_ARGUMENT, "recommendation_id:"),
+        ("AcceptRecommendation", {"recommendation_id": "ffffffff"}, grpc.StatusCode.NOT_FOUND, "no recommendation"),
+        ("DismissRecommendation", {"recommendation_id": "ffffffff"}, grpc.StatusCode.INVALID_ARGUMENT, "reason:"),
+        ("ListRecommendations", {"status": "later"}, grpc.StatusCode.INVALID_ARGUMENT, "status:"),
+        ("ListRecommendations", {"page_token": "not-ours"}, grpc.StatusCode.INVALID_ARGUMENT, "page_token:"),
+    ],
+)
+async def test_bad_requests_name_the_field(
+    optimizer: Optimizer, method: str, fields: dict[str, str], code: grpc.StatusCode, prefix: str
+) -> None:
+    kind = optimizer_pb2.ListRecommendationsRequest if method == "ListRecommendations" else None
+    request = (kind or optimizer_pb2.ChangeRecommendationRequest)(tenant="acme", **fields)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await getattr(optimizer.stub, method)(request, metadata=optimizer.ops.bearer("admin"))
+    assert raised.value.code() == code
+    assert (raised.value.details() or "").startswith(prefix)
+
+
+async def test_reader_cannot_change_a_recommendation(optimizer: Optimizer) -> None:
+    request = optimizer_pb2.ChangeRecommendationRequest(tenant="acme", recommendation_id="ffffffff")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await optimizer.stub.AcceptRecommendation(request, metadata=optimizer.ops.bearer("reader"))
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_economics_without_data(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'value.db'}")
+    await database.create_tables(VALUE_TABLES)
+    try:
+        async with local_ops(tmp_path, "value", [value_registration(database)]) as ops:
+            async with grpc.aio.insecure_channel(ops.target) as channel:
+                stub = value_pb2_grpc.ValueOpsStub(channel)
+                response = await stub.ListUnitEconomics(
+                    value_pb2.ListUnitEconomicsRequest(tenant="acme"), metadata=ops.bearer("reader")
+                )
+    finally:
+        await database.dispose()
+    assert list(response.unit_economics) == []
+    assert response.next_page_token == ""
