@@ -33,12 +33,15 @@ def main(log_level: str) -> None:
     """aifinops: capture AI usage, price and allocate it, review it for risk, map it to value, recommend savings.
 
     Commands read KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL (else SQLite files under AIFINOPS_DATA_DIR)
-    and AIFINOPS_TENANT from the environment. Commands over the services' ops APIs (spend, showback, findings,
-    budgets, recommendations, economics, value, prices, rules, dlq) connect as aifinops/ops_client.py
-    describes: AIFINOPS_<SERVICE>_GRPC and AIFINOPS_TOKEN, else the connection file that
-    `aifinops demo --keep-running` writes.
+    and AIFINOPS_TENANT from the environment; while `aifinops demo --keep-running` runs, unset ones come from
+    its connection file, so every command works on the demo's data. Commands over the services' ops APIs
+    (spend, showback, findings, budgets, recommendations, economics, value, prices, rules, dlq) connect as
+    aifinops/ops_client.py describes: AIFINOPS_<SERVICE>_GRPC and AIFINOPS_TOKEN, else that connection file.
     """
     configure_logging("cli", level=log_level)
+    from aifinops.ops_client import apply_stack_environment
+
+    apply_stack_environment()
     # Turn SIGTERM into SystemExit so that commands which started services stop them on the way out.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(128 + signal.SIGTERM))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import signal
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from services.optimizer.lifecycle import (
 )
 from services.value.files import import_outcomes_file
 from services.value.outcomes import rows_from_csv
+from shared.db import create_scratch_database
 from shared.events import (
     EventEnvelope,
     GpuUtilisationReported,
@@ -47,6 +49,7 @@ from shared.events import (
     utc_now,
 )
 from shared.kafka import EventPublisher, OutgoingEvent
+from shared.settings import ServiceSettings
 from shared.topics import EVENT_TOPICS
 
 DEMO_TENANT = "demo"
@@ -94,10 +97,15 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
     examples = examples_dir()
     if run_dir.exists():
         shutil.rmtree(run_dir)
+    database_url = None
+    server = ServiceSettings(DATABASE_URL=os.environ.get("DATABASE_URL") or None).database_url
+    if server:
+        # A database of its own, so a second demo on the same server never meets the first one's findings.
+        database_url, _name = await create_scratch_database(server, prefix="aifinops_demo")
     config = StackConfig(
         run_dir=run_dir,
         tenant=DEMO_TENANT,
-        database_url=os.environ.get("DATABASE_URL") or None,
+        database_url=database_url,
         bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         allocation_rules=examples / "config" / "allocation_rules.yaml",
         budgets=examples / "config" / "budgets.yaml",
@@ -131,7 +139,12 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
             console.print()
             render_report(report, console)
             render_drawdowns(drawn, console, as_of=DEMO_AS_OF)
+            env_file = write_demo_env(stack, run_dir)
             console.print(f"\nLogs and databases of this run: {run_dir}/")
+            console.print(
+                f"To query them after the demo stops: set -a; . {env_file}; set +a; .venv/bin/aifinops report",
+                highlight=False,
+            )
         if keep_running:
             await _serve_until_interrupted(stack, run_dir, console)
     finally:
@@ -139,10 +152,34 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
     return 0
 
 
+def demo_environment(stack: Stack) -> dict[str, str]:
+    """The settings under which the CLI's commands read and write the demo's data."""
+    wanted = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "AIFINOPS_DATA_DIR", "AIFINOPS_TENANT")
+    environment = {
+        name: value
+        for name, value in stack.environment().items()
+        if name in wanted
+        or name.endswith("_FILE")
+        and name.split("_")[0] in ("ALLOCATION", "RISK", "VALUE", "OPTIMIZER")
+    }
+    environment["AIFINOPS_DATA_DIR"] = str(stack.data_dir.resolve())
+    return environment
+
+
+def write_demo_env(stack: Stack, run_dir: Path) -> Path:
+    """Write the demo's settings as KEY=value lines a shell can source, to query its data after it stopped."""
+    environment = {name: value for name, value in demo_environment(stack).items() if name != "KAFKA_BOOTSTRAP_SERVERS"}
+    path = run_dir / "demo.env"
+    path.write_text("".join(f"{name}={shlex.quote(value)}\n" for name, value in sorted(environment.items())))
+    return path
+
+
 async def _serve_until_interrupted(stack: Stack, run_dir: Path, console: Console) -> None:
     """Keep the stack up and tell the CLI where it is, until Ctrl-C or SIGTERM."""
     targets = {name: stack.grpc_target(name) for name in stack.processes}
-    write_connection_file(run_dir / "connection.json", targets, stack.tokens["admin"], DEMO_TENANT)
+    write_connection_file(
+        run_dir / "connection.json", targets, stack.tokens["admin"], DEMO_TENANT, demo_environment(stack)
+    )
     console.print(
         f"\nThe services keep running (tenant {DEMO_TENANT}); in another terminal try\n"
         f"  .venv/bin/aifinops dlq list\n"
@@ -288,6 +325,12 @@ async def walk_recommendation_lifecycle(stack: Stack, tenant: str, say: Callable
             view = found.get(key)
             if view is None:
                 say(f"[yellow]no {key[0]} recommendation for {key[1]}; lifecycle step skipped[/]")
+                continue
+            if view.status == status:  # an earlier demo run on the same database already took this step
+                say(
+                    f"recommendation {view.recommendation_id[:8]} ({key[0]} {key[1]}): already {status}",
+                    highlight=False,
+                )
                 continue
             await change_status(database, outbox, tenant, view.recommendation_id, status, by="demo", reason=reason)
             say(f"recommendation {view.recommendation_id[:8]} ({key[0]} {key[1]}): {status}", highlight=False)

@@ -81,9 +81,38 @@ class Connection:
         return getattr(importlib.import_module(module), name)(channel)
 
 
-def write_connection_file(path: Path, targets: dict[str, str], token: str, tenant: str | None = None) -> None:
-    """Store where a local stack's services listen, an admin token and the stack's tenant, for the owner only."""
+def write_connection_file(
+    path: Path,
+    targets: dict[str, str],
+    token: str,
+    tenant: str | None = None,
+    environment: dict[str, str] | None = None,
+) -> None:
+    """Store where a local stack's services listen, an admin token, its tenant and its environment, owner-only.
+
+    ``environment`` holds the settings the CLI's other commands need to reach the same data (broker, database or
+    data folder, tenant, configuration files); `apply_stack_environment` uses them for unset variables.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    document = {"targets": targets, "token": token, "tenant": tenant, "environment": environment or {}}
     with os.fdopen(descriptor, "w") as handle:
-        handle.write(json.dumps({"targets": targets, "token": token, "tenant": tenant}, indent=2))
+        handle.write(json.dumps(document, indent=2))
+
+
+def apply_stack_environment() -> Path | None:
+    """Fill unset settings from the connection file of a running local stack; return the file used, if any.
+
+    Variables already set in the environment win, so a user can always point a command elsewhere.
+    """
+    path = Path(os.environ.get("AIFINOPS_CONNECTION_FILE", DEFAULT_CONNECTION_FILE))
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    for name, value in (stored.get("environment") or {}).items():
+        if isinstance(name, str) and isinstance(value, str):
+            os.environ.setdefault(name, value)
+    return path

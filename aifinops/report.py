@@ -16,9 +16,11 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select
 
+from services.allocation.repricing import CREDIT_PREFIX
 from services.allocation.tables import CostLedgerEntry, Reconciliation
 from services.ingest.tables import IngestRejectedRow, IngestUsageEvent
 from services.optimizer.lifecycle import list_recommendations
@@ -41,6 +43,7 @@ def _add(totals: dict[Any, dict[str, Decimal]], key: Any, currency: str, amount:
 class Report:
     tenant: str
     cost_events: int = 0
+    costed_usage_events: int = 0  # ledger rows that come from captured usage (contract credits left out)
     priced_events: int = 0
     provider_billed_events: int = 0
     unpriced_events: int = 0
@@ -64,6 +67,12 @@ class Report:
     capture: dict[str, Any] = field(default_factory=dict)
     value_unlinked: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def uncosted_usage_events(self) -> int:
+        """Usage events ingest captured that allocation has not costed yet."""
+        captured = sum(types.get("usage.recorded", 0) for types in self.capture.get("events_by_format", {}).values())
+        return max(0, captured - self.costed_usage_events)
+
     def as_json(self) -> dict[str, Any]:
         def money_map(values: dict[str, Decimal]) -> dict[str, str]:
             return {currency: str(amount) for currency, amount in sorted(values.items())}
@@ -71,6 +80,7 @@ class Report:
         return {
             "tenant": self.tenant,
             "cost_events": self.cost_events,
+            "uncosted_usage_events": self.uncosted_usage_events,
             "priced_events": self.priced_events,
             "provider_billed_events": self.provider_billed_events,
             "unpriced_events": self.unpriced_events,
@@ -125,10 +135,13 @@ async def _read_ledger(database: Database, tenant: str, report: Report) -> None:
                     table.c.model,
                     table.c.quantities_json,
                     table.c.shares_json,
+                    table.c.usage_event_id,
                 ).where(table.c.tenant == tenant)
             )
             async for row in result:
                 report.cost_events += 1
+                if not row.usage_event_id.startswith(CREDIT_PREFIX):
+                    report.costed_usage_events += 1
                 if row.status == "unpriced":
                     report.unpriced_events += 1
                     report.unpriced_tokens += sum(
@@ -301,6 +314,11 @@ def _money_cell(values: dict[str, Decimal]) -> str:
 
 def render_report(report: Report, console: Console) -> None:
     console.rule(f"aifinops report · tenant {report.tenant}")
+    if report.uncosted_usage_events:
+        console.print(
+            f"[bold yellow]Partial figures:[/] {report.uncosted_usage_events} captured usage events have no cost "
+            "yet, because allocation is behind or stopped; every total below leaves them out."
+        )
     console.print(
         f"Cost events: {report.cost_events} ({report.priced_events} priced from the catalogue, "
         f"{report.provider_billed_events} billed lines, {report.unpriced_events} unpriced)"
@@ -336,8 +354,10 @@ def render_report(report: Report, console: Console) -> None:
 
     console.print("[bold]Findings[/]")
     for finding in report.findings:
+        status = "" if finding["status"] == "open" else f" [{finding['status'].replace('_', ' ')}]"
         console.print(
-            f"- [bold]{finding['severity']}[/] {finding['kind']} {finding['subject']}: {finding['title']}",
+            f"- [bold]{finding['severity']}[/]{escape(status)} {finding['kind']} {finding['subject']}: "
+            f"{finding['title']}",
             highlight=False,
         )
         facts = ", ".join(f"{key}={value}" for key, value in finding["facts"].items())

@@ -119,6 +119,7 @@ async def test_ledger_totals(report: dict[str, Any]) -> None:
     # 1 spec example + 26 cookbook + 6 dashboard + 1 Anthropic example + 200 FOCUS + 2 webhook results = 236,
     # + 1 LiteLLM + 12 CUR (its negation line is empty) + 7 Azure + 5 Google Cloud (4 rows, 1 credit) + 2 CloudEvents
     assert report["cost_events"] == 263
+    assert report["uncosted_usage_events"] == 0  # allocation costed every captured usage event
     assert report["priced_events"] == 9
     assert report["provider_billed_events"] == 226
     # 27 OpenAI results without a model, and the Anthropic example dated before its model's prices
