@@ -180,13 +180,22 @@ def outcomes_group() -> None:
 def outcomes_import(file: Path, tenant: str | None) -> None:
     """Import outcomes from a CSV FILE (use_case, outcome_kind, quantity, unit, occurred_at, ...)."""
     from services.value.files import import_outcomes_file
+    from services.value.intake import ConflictingOutcomes
     from services.value.outcomes import OutcomeRejected
 
     settings = _settings()
     try:
         new, duplicate, rejected = asyncio.run(import_outcomes_file(file, settings, tenant or settings.tenant))
     except OutcomeRejected as error:
-        errors.print(f"error: {file}: {error}")
+        errors.print(f"error: {file}: {error.field_path}: {error.reason}", markup=False, highlight=False)
+        sys.exit(2)
+    except ConflictingOutcomes as error:
+        errors.print(
+            f"error: {file}: {len(error.event_ids)} rows restate recorded outcome ids with other content; "
+            "nothing was recorded. Give corrections a new outcome_id",
+            markup=False,
+            highlight=False,
+        )
         sys.exit(2)
     console.print(f"{file.name}: accepted {new}, duplicate {duplicate}, rejected {len(rejected)}")
     for error in rejected:

@@ -223,9 +223,11 @@ async def feed_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> N
         say(
             f"webhook {file_name}: HTTP {response.status_code}, accepted {response.json()['accepted']}", highlight=False
         )
-        outcomes = list(rows_from_csv((examples / "data" / OUTCOMES_FILE).read_bytes()))
+        outcomes = json.dumps(list(rows_from_csv((examples / "data" / OUTCOMES_FILE).read_bytes()))).encode()
         response = await client.post(
-            stack.url("value", "/v1/outcomes"), json=outcomes, headers={"x-aifinops-tenant": tenant}
+            stack.url("value", "/v1/outcomes"),
+            content=outcomes,
+            headers={**stack.webhook_headers(outcomes, tenant), "content-type": "application/json"},
         )
         response.raise_for_status()
         say(
