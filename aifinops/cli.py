@@ -13,14 +13,14 @@ from typing import Any
 
 import click
 import grpc
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from aifinops.console import SafeConsole
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
-console = Console()
-errors = Console(stderr=True)
+console = SafeConsole()
+errors = SafeConsole(stderr=True)
 
 
 def _settings() -> ServiceSettings:
@@ -209,10 +209,19 @@ def outcomes_import(file: Path, tenant: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print exact figures as JSON.")
 def report_command(tenant: str | None, as_json: bool) -> None:
     """Print spend, findings, unit economics and recommendations from the services' tables."""
-    from aifinops.report import build_report, render_report
+    from aifinops.report import build_report, known_tenants, render_report
 
     settings = _settings()
     report = asyncio.run(build_report(settings, tenant or settings.tenant))
+    if not report.has_data:
+        others = [name for name in asyncio.run(known_tenants(settings)) if name != report.tenant]
+        hint = f"tenants with data: {', '.join(others)}" if others else "no tenant has data in these databases"
+        errors.print(
+            f"error: tenant {report.tenant!r} has no data (no captured usage, costs, findings, outcomes or "
+            f"recommendations); {hint}. Name the tenant with --tenant or AIFINOPS_TENANT",
+            highlight=False,
+        )
+        sys.exit(1)
     if as_json:
         console.print_json(json.dumps(report.as_json()))
     else:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.text import Text
 
 from aifinops.itsm_demo import resolve_one_incident, run_itsm_outage
 from aifinops.ops_client import write_connection_file
@@ -119,7 +120,7 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
     stack = Stack(config)
     say: Callable[..., None] = (lambda *_args, **_kwargs: None) if as_json else console.print
     try:
-        say("[bold]Starting[/] the embedded broker and the five services ...")
+        say(Text.assemble(("Starting", "bold"), " the embedded broker and the five services ..."))
         await stack.start()
         await feed_samples(stack, DEMO_TENANT, say)
         await feed_provider_costs(stack, DEMO_TENANT, say)
@@ -326,7 +327,7 @@ async def walk_recommendation_lifecycle(stack: Stack, tenant: str, say: Callable
         for key, status, reason in steps:
             view = found.get(key)
             if view is None:
-                say(f"[yellow]no {key[0]} recommendation for {key[1]}; lifecycle step skipped[/]")
+                say(f"no {key[0]} recommendation for {key[1]}; lifecycle step skipped", style="yellow")
                 continue
             if view.status == status:  # an earlier demo run on the same database already took this step
                 say(

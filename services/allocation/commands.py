@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 from rich.console import Console
+from rich.text import Text
 
 from services.allocation.commitments import Drawdown, drawdowns
 from services.allocation.focus import focus_csv, focus_rows
@@ -183,7 +184,8 @@ async def commitments(settings: AllocationSettings, tenant: str, now: datetime) 
 
 
 def render_drawdowns(results: list[Drawdown], console: Console, *, as_of: datetime) -> None:
-    console.print(f"\n[bold]Committed spend[/] as of {as_of.date().isoformat()}")
+    console.print()
+    console.print(Text.assemble(("Committed spend", "bold"), f" as of {as_of.date().isoformat()}"))
     if not results:
         console.print("no contract with committed spend")
     for item in results:
