@@ -340,22 +340,41 @@ async def walk_recommendation_lifecycle(stack: Stack, tenant: str, say: Callable
             if status == "accepted":
                 await request_ticket(database, outbox, tenant, view.recommendation_id, by="demo")
                 say(f"recommendation {view.recommendation_id[:8]}: ITSM ticket requested", highlight=False)
-    # After the 11 unused Copilot seats are removed, the next seat report shows one entitled seat.
+    # The 11 unused Copilot seats are octocat's idle seat and the 10 paid seats nobody was assigned. After they are
+    # removed, the next seat report lists octokitten alone and one entitled seat. It is dated after the
+    # implementation, because realised savings count only reports taken after it. The seat list and the totals
+    # carry the same date, so risk and the optimizer read them as one report.
     now = utc_now()
-    follow_up = SeatEntitlementReported(
-        event_id=f"demo-seats:github-copilot:totals:{now.isoformat()}",
-        occurred_at=now,
-        source="demo.sample-reports",
-        tenant=tenant,
-        correlation_id="demo:lifecycle",
-        vendor="github",
-        product="github-copilot",
-        as_of=now + timedelta(seconds=1),
+    as_of = now + timedelta(seconds=1)
+    common = {
+        "occurred_at": now,
+        "source": "demo.sample-reports",
+        "tenant": tenant,
+        "correlation_id": "demo:lifecycle",
+        "vendor": "github",
+        "product": "github-copilot",
+        "as_of": as_of,
+    }
+    totals = SeatEntitlementReported(
+        event_id=f"demo-seats:github-copilot:totals:{as_of.isoformat()}",
         entitled_seats=1,
         active_seats=1,
         inactive_seats=0,
-        pending_cancellation_seats=0,
+        pending_cancellation_seats=1,
         evidence={"format": "synthetic-seat-report"},
+        **common,
     )
-    await _publish(stack, [follow_up])
-    say("published a later seat report: 1 entitled GitHub Copilot seat, 0 inactive")
+    remaining = SeatActivityReported(
+        event_id=f"demo-seats:github-copilot:octokitten:{as_of.isoformat()}",
+        seat_holder="octokitten",
+        last_activity_at=datetime(2021, 10, 13, 6, 53, 32, tzinfo=UTC),
+        pending_cancellation_date="2021-11-01",
+        evidence={"format": "synthetic-seat-report"},
+        **common,
+    )
+    await _publish(stack, [remaining, totals])
+    say(
+        f"published a later seat report as of {as_of.date().isoformat()}: 1 entitled GitHub Copilot seat, "
+        "octokitten's, pending cancellation",
+        highlight=False,
+    )

@@ -4,7 +4,11 @@ Seat activity reports list every assigned seat with its last activity. The newes
 roster, so a seat missing from it is no longer assigned. A seat is unused when its last activity is more than
 30 days before the report, or it was never used. Seats with a cancellation pending are counted apart, because
 they stop costing money by themselves. When no per-seat report exists, the vendor's own count of inactive
-seats in the entitlement report stands in, with the vendor's definition (GitHub counts a billing cycle).
+seats in the entitlement report, less those pending cancellation, is used instead, with the vendor's definition
+(GitHub counts a billing cycle). Assigned seats are compared with entitled ones only when both reports are of
+the same day, because a roster and seat totals of different days describe different sets of seats. The
+optimizer's unused-seat recommendation (``services/optimizer/seats.py``) counts by the same rules: its unused
+seats are this finding's unused seats plus the mismatch finding's paid seats that nobody is assigned.
 The monthly exposure is the seat price times the seats in question; the price comes from the entitlement
 report, else from a seat licence in the contracts file.
 """
@@ -134,6 +138,10 @@ async def licence_detections(
     return detections
 
 
+def _same_day(roster: Roster | None, entitlement: Any) -> bool:
+    return roster is not None and entitlement is not None and roster.as_of.date() == entitlement.as_of.date()
+
+
 def _exposure(seats: int, price: tuple[Decimal, str] | None) -> str:
     if price is None:
         return "unknown: no seat price in the entitlement report or the contracts file"
@@ -169,18 +177,25 @@ def _unused_seats(
         }
         evidence = tuple(seat.event_id for seat in idle)
         count, total, as_of = len(idle), len(roster.holders), roster.as_of
+        if _same_day(roster, entitlement):
+            facts["seats_entitled"] = str(entitlement.entitled_seats)
     elif entitlement is not None and entitlement.inactive_seats:
+        pending = entitlement.pending_cancellation_seats or 0
+        count = max(0, entitlement.inactive_seats - pending)
+        if count == 0:
+            return None
         facts = {
             "vendor": vendor,
             "product": product,
             "as_of": entitlement.as_of.isoformat(),
             "entitled_seats": str(entitlement.entitled_seats),
             "inactive_seats": str(entitlement.inactive_seats),
-            "monthly_exposure": _exposure(entitlement.inactive_seats, price),
-            "basis": "the vendor's count of inactive seats in its billing report",
+            "pending_cancellation": str(pending),
+            "monthly_exposure": _exposure(count, price),
+            "basis": "the vendor's count of inactive seats in its billing report, less those pending cancellation",
         }
         evidence = (entitlement.event_id,)
-        count, total, as_of = entitlement.inactive_seats, entitlement.entitled_seats, entitlement.as_of
+        total, as_of = entitlement.entitled_seats, entitlement.as_of
     else:
         return None
     return Detection(
@@ -201,7 +216,7 @@ def _unused_seats(
 def _seat_mismatch(
     tenant: str, vendor: str, product: str, roster: Roster | None, entitlement: Any, price: tuple[Decimal, str] | None
 ) -> Detection | None:
-    if roster is None or entitlement is None:
+    if roster is None or entitlement is None or not _same_day(roster, entitlement):
         return None
     assigned, entitled = len(roster.holders), entitlement.entitled_seats
     if assigned == entitled:

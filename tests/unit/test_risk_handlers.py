@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from services.optimizer.policy import OptimizerPolicy
+from services.optimizer.seats import Entitlement, Seat, SeatCost, unused_seats_estimate
 from services.risk.budgets import Budget
 from services.risk.contracts import Contract, commitment_detections, renewal_detection
 from services.risk.findings import FINDINGS
@@ -302,6 +304,51 @@ class TestLicences:
         # 12 seats paid for, 2 assigned: 10 × 19.00 = 190.00 USD a month.
         assert mismatch["title"] == "10 of 12 paid github-copilot seats are not assigned to anyone"
         assert mismatch["facts"]["monthly_exposure"] == "190.00 USD a month (10 × 19.00)"
+
+    async def test_findings_match_optimizer_seats(self, database: Database) -> None:
+        # One seat report read by risk and by the optimizer: the recommendation's unused seats must be the
+        # finding's 1 idle seat plus the mismatch finding's 12 − 2 = 10 paid seats nobody is assigned, 11 in all.
+        handler, _ = risk_handler(database, RiskConfig(contracts=[COPILOT]))
+        as_of = datetime(2021, 11, 20, tzinfo=UTC)
+        events, totals = seat_events(as_of), entitlement(as_of)
+        await handler.handle_seat_activity(incoming(events))
+        await handler.handle_seat_entitlements(incoming([totals]))
+        [unused] = await findings(database, "licence_unused_seats")
+        [mismatch] = await findings(database, "licence_seat_mismatch")
+
+        seats = [
+            Seat(e.vendor, e.product, e.seat_holder, e.as_of, e.last_activity_at, e.plan, e.pending_cancellation_date,
+                 e.event_id)
+            for e in events
+        ]  # fmt: skip
+        optimizer_totals = Entitlement(
+            totals.vendor, totals.product, totals.as_of, totals.entitled_seats, totals.active_seats,
+            totals.inactive_seats, totals.pending_cancellation_seats, totals.event_id,
+        )  # fmt: skip
+        price = SeatCost(Decimal("19.00"), "USD", "row", "contract")
+        result = unused_seats_estimate(
+            "github", "github-copilot", seats, optimizer_totals, lambda *_: price, OptimizerPolicy()
+        )
+        assert result is not None
+        estimate, optimizer_unused, _price = result
+
+        assert unused["facts"]["seats_assigned"] == mismatch["facts"]["seats_assigned"] == "2"
+        assert unused["facts"]["seats_entitled"] == mismatch["facts"]["seats_entitled"] == "12"
+        assert unused["facts"]["unused_30_days"] == "1"
+        assert optimizer_unused == 1 + (12 - 2)
+        assert "12 entitled, 2 assigned, 1 assigned without activity" in estimate.arithmetic
+        # Exposure: 19.00 (1 idle) + 190.00 (10 not assigned) = 209.00, the recommendation's 11 × 19.00.
+        assert estimate.savings == Decimal("209.00")
+
+    async def test_totals_of_another_day_not_compared(self, database: Database) -> None:
+        handler, _ = risk_handler(database, RiskConfig(contracts=[COPILOT]))
+        as_of = datetime(2021, 11, 20, tzinfo=UTC)
+        await handler.handle_seat_activity(incoming(seat_events(as_of)))
+        await handler.handle_seat_entitlements(incoming([entitlement(as_of + timedelta(days=30))]))
+
+        assert await findings(database, "licence_seat_mismatch") == []
+        [unused] = await findings(database, "licence_unused_seats")
+        assert "seats_entitled" not in unused["facts"]
 
     async def test_vendor_count_without_seat_list(self, database: Database) -> None:
         handler, _ = risk_handler(database, RiskConfig(contracts=[COPILOT]))
