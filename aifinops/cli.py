@@ -571,17 +571,26 @@ def export_focus_command(
 
 @main.command("commitments")
 @click.option("--tenant", help="Tenant to report on; defaults to AIFINOPS_TENANT.")
-@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), help="Day to project from; defaults to today.")
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Day to project from (00:00 UTC); defaults to the data clock, the end of the tenant's newest usage.",
+)
 def commitments_command(tenant: str | None, as_of: datetime.datetime | None) -> None:
-    """Show how much of each committed-spend contract (ALLOCATION_TERMS_FILE) usage has drawn down."""
-    from services.allocation.commands import commitments, render_drawdowns
+    """Show how much of each committed-spend contract usage has drawn down.
+
+    Contracts come from ALLOCATION_TERMS_FILE and the spend commitments of RISK_CONTRACTS_FILE.
+    """
+    from aifinops.committed import committed_spend
+    from services.allocation.commands import render_drawdowns
     from services.allocation.settings import AllocationSettings
+    from services.risk.settings import RiskSettings
 
     settings = AllocationSettings()
-    now = as_of.replace(tzinfo=datetime.UTC) if as_of else datetime.datetime.now(datetime.UTC)
+    when = as_of.replace(tzinfo=datetime.UTC) if as_of else None
     try:
-        results = asyncio.run(commitments(settings, tenant or settings.tenant, now))
-    except ValueError as error:
+        now, results = asyncio.run(committed_spend(settings, tenant or settings.tenant, RiskSettings(), when))
+    except ValueError as error:  # an invalid terms or contracts file, named in the message
         errors.print(f"error: {error}", highlight=False)
         sys.exit(2)
     render_drawdowns(results, console, as_of=now)

@@ -24,11 +24,12 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
+from aifinops.committed import committed_spend
 from aifinops.itsm_demo import resolve_one_incident, run_itsm_outage
 from aifinops.ops_client import write_connection_file
 from aifinops.report import build_report, render_report
 from aifinops.stack import Stack, StackConfig
-from services.allocation.commands import commitments, render_drawdowns
+from services.allocation.commands import render_drawdowns
 from services.allocation.commitments import Drawdown
 from services.allocation.settings import AllocationSettings
 from services.ingest.batch import import_file
@@ -38,6 +39,7 @@ from services.optimizer.lifecycle import (
     optimizer_outbox,
     request_ticket,
 )
+from services.risk.settings import RiskSettings
 from services.value.files import import_outcomes_file
 from services.value.outcomes import rows_from_csv
 from shared.db import create_scratch_database
@@ -77,8 +79,6 @@ OUTCOMES_FILE = "outcomes.csv"
 REIMPORTED_FILE = "dashboard_export_usage_completions.tsv"
 # OpenAI's own daily cost statement for the dashboard usage export's project, reconciled against computed cost.
 PROVIDER_COST_FILE = "dashboard_export_costs_daily.tsv"
-# The demo's usage is from 2025 and 2026; commitments are projected as of the end of the last sample month.
-DEMO_AS_OF = datetime(2025, 10, 31, tzinfo=UTC)
 # Value and optimizer samples (examples/data/SOURCES.md says where each comes from). The usage file is the
 # month of support usage before the webhook's, the outcome file its outcomes, and the reports are events.
 VALUE_USAGE_FILE = "anthropic_usage_support_2026-10.json"
@@ -133,13 +133,13 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
         await stack.wait_until_drained()
         report = await build_report(stack.settings(), DEMO_TENANT)
         report.itsm_check = tickets.__dict__
-        drawn = await demo_commitments(stack, config)
+        as_of, drawn = await demo_commitments(stack, config)
         if as_json:
             console.print_json(json.dumps(report.as_json()))
         else:
             console.print()
             render_report(report, console)
-            render_drawdowns(drawn, console, as_of=DEMO_AS_OF)
+            render_drawdowns(drawn, console, as_of=as_of)
             env_file = write_demo_env(stack, run_dir)
             console.print(f"\nLogs and databases of this run: {run_dir}/")
             console.print(
@@ -251,14 +251,17 @@ async def feed_provider_costs(stack: Stack, tenant: str, say: Callable[..., None
     say(f"imported {PROVIDER_COST_FILE}: accepted {result.summary.accepted} daily statements", highlight=False)
 
 
-async def demo_commitments(stack: Stack, config: StackConfig) -> list[Drawdown]:
+async def demo_commitments(stack: Stack, config: StackConfig) -> tuple[datetime, list[Drawdown]]:
+    """Return the data clock and the drawdown of every spend commitment in the tenant terms and contracts files."""
     settings = AllocationSettings(
         KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap_servers,
         DATABASE_URL=config.database_url,
         AIFINOPS_DATA_DIR=str(stack.data_dir),
         ALLOCATION_TERMS_FILE=str(config.allocation_terms) if config.allocation_terms else None,
     )
-    return await commitments(settings, DEMO_TENANT, DEMO_AS_OF)
+    # These settings read RISK_TIME_ZONE from the environment the stack passes on to risk, so both use one zone.
+    risk = RiskSettings(RISK_CONTRACTS_FILE=str(config.contracts) if config.contracts else None)
+    return await committed_spend(settings, DEMO_TENANT, risk)
 
 
 async def feed_value_and_optimizer_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> None:

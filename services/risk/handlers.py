@@ -28,6 +28,7 @@ from services.risk.budgets import (
 from services.risk.contracts import Contract, commitment_detections, renewal_detection
 from services.risk.findings import ACTIVE, FINDINGS, Detection, FindingStore, finding_id
 from services.risk.licences import SEATS, licence_detections, store_entitlements, store_seats
+from services.risk.periods import period_of
 from services.risk.policy import Policy
 from services.risk.signals import (
     RECOMMENDATION_CLOSURE,
@@ -234,7 +235,21 @@ class RiskHandler:
         clocks = {tenant: await _data_clock(connection, tenant) for tenant in tenants}
         detections: list[Detection] = []
 
-        for budget, tenant, period in budget_periods(self.config.budgets, touched, zones).values():
+        periods = budget_periods(self.config.budgets, touched, zones)
+        # Every forecast is projected from the same clock: when new usage moves it on, the forecasts of periods
+        # that this batch did not touch are projected again too, so no finding keeps an older cut-off date.
+        for tenant, clock in clocks.items():
+            for budget in self.config.budgets:
+                if (
+                    clock is None
+                    or not budget.forecast_thresholds
+                    or budget.sandbox
+                    or budget.tenant not in (None, tenant)
+                ):
+                    continue
+                period = period_of(clock - CLOCK_EPSILON, budget.period, zones[tenant])
+                periods.setdefault((budget.budget_id, f"{tenant}|{period.key}"), (budget, tenant, period))
+        for budget, tenant, period in periods.values():
             spent = await budget_spend(connection, budget, tenant, period)
             detections += threshold_detections(budget, tenant, period, spent)
             detections += forecast_detections(budget, tenant, period, spent, clocks[tenant])
@@ -262,9 +277,9 @@ class RiskHandler:
             if anomaly is not None:
                 detections.append(replace(anomaly, owner=owners.get(series.team)))
 
-        providers = {(row["tenant"], row["provider"]) for row in touched}
+        # Commitments of every touched tenant are projected again, for the same reason as the forecasts above.
         for contract in self.config.contracts:
-            if contract.kind == "spend_commitment" and (contract.tenant, contract.provider) in providers:
+            if contract.kind == "spend_commitment" and contract.tenant in tenants:
                 zone = self.config.zone_for(contract.tenant)
                 detections += await commitment_detections(connection, contract, zone, clocks.get(contract.tenant))
         return [detection for detection in detections if detection is not None]
@@ -320,6 +335,8 @@ async def _close_if_active(
 
 
 DAY_OR_LESS = timedelta(days=1)
+# The data clock is the exclusive end of the newest usage, so its period is the one containing the instant before.
+CLOCK_EPSILON = timedelta(microseconds=1)
 
 
 async def _data_clock(connection: AsyncConnection, tenant: str) -> datetime | None:

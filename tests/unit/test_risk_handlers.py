@@ -402,6 +402,21 @@ class TestContracts:
         assert shortfall["facts"]["projected_at_term_end"] == "39.36 USD"
         assert shortfall["facts"]["shortfall"] == "460.64 USD"
 
+    async def test_commitment_follows_data_clock(self, database: Database) -> None:
+        handler, _ = risk_handler(database, RiskConfig(contracts=[ANTHROPIC]))
+        usage = cost("sonnet", start=datetime(2026, 11, 3, tzinfo=UTC), amount="33.105", provider="anthropic",
+                     model="claude-sonnet-4-5", priced_model="claude-sonnet-4-5", service="messages")  # fmt: skip
+        later = cost("gpt", start=datetime(2026, 11, 11, tzinfo=UTC), amount="1.00")  # another provider's usage
+        await handler.handle(incoming([usage]))
+        await handler.handle(incoming([later]))
+
+        [shortfall] = await findings(database, "commitment_shortfall")
+        # The OpenAI day moves the data clock to 2026-11-12 00:00 UTC, so the Anthropic commitment is projected
+        # again from there: 304 days to 2026-11-01 + 11 = 315 days. 33.105 × 365 / 315 = 38.3597… → 38.36 USD.
+        assert shortfall["facts"]["data_through"] == "2026-11-12T00:00:00+00:00"
+        assert shortfall["facts"]["elapsed_days"] == "315.00"
+        assert shortfall["facts"]["projected_at_term_end"] == "38.36 USD"
+
     async def test_commitment_on_track_is_quiet(self, database: Database) -> None:
         usage = cost("big", start=datetime(2026, 6, 30, tzinfo=UTC), amount="240.00", tenant="acme",
                      provider="anthropic")  # fmt: skip
