@@ -195,6 +195,7 @@ class TestOtherEvents:
             variance=Money(amount=Decimal("0.6486140000000000"), currency="USD"),
             variance_percent=Decimal("72.40"),
             tolerance_percent=Decimal("1"),
+            tolerance_amount=Decimal("0.01"),
             likely_cause="usage reported on another day",
             evidence_event_ids=("cost:a",),
         )
@@ -204,6 +205,10 @@ class TestOtherEvents:
         [finding] = await findings(database, "reconciliation_variance")
         assert finding["severity"] == "high"  # 72.40 % ≥ 20 %
         assert finding["facts"]["variance"] == "0.6486140000000000 USD"
+        assert finding["facts"]["tolerance_amount"] == "0.01 USD"
+        assert finding["facts"]["tolerance_percent"] == "1"
+        assert list(finding["facts"]).index("tolerance_amount") == list(finding["facts"]).index("variance") + 1
+        assert "beyond the 0.01 USD and 1% tolerance" in finding["interpretation"]
         assert finding["revision"] == 1
 
     async def test_value_unlinked_then_linked(self, database: Database) -> None:
