@@ -309,7 +309,7 @@ def dlq_list(consumer: str, limit: int, page_token: str, as_json: bool) -> None:
 @dlq_group.command("show")
 @click.argument("letter_id")
 def dlq_show(letter_id: str) -> None:
-    """Print one dead letter with its original bytes."""
+    """Print one dead letter with its original bytes; LETTER_ID may be a unique prefix of 6 or more characters."""
     from google.protobuf.json_format import MessageToDict
 
     from shared.protos.ingest.v1 import ingest_pb2
@@ -323,7 +323,10 @@ def dlq_show(letter_id: str) -> None:
 @dlq_group.command("replay")
 @click.argument("letter_id")
 def dlq_replay(letter_id: str) -> None:
-    """Send a dead letter's original bytes to its original topic again, once its cause is fixed."""
+    """Send a dead letter's original bytes to its original topic again, once its cause is fixed.
+
+    LETTER_ID may be a unique prefix of 6 or more characters.
+    """
     from shared.protos.ingest.v1 import ingest_pb2
 
     response = _call("ingest", "ReplayDeadLetter", ingest_pb2.ReplayDeadLetterRequest(id=letter_id))
