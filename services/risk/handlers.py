@@ -161,14 +161,28 @@ class RiskHandler:
     async def handle_seat_activity(self, batch: Sequence[Incoming[SeatActivityReported]]) -> None:
         async with self.database.transaction() as connection:
             touched = await store_seats(connection, [item.event for item in batch])
-            events = await self._record(connection, await self._licence_detections(connection, touched))
+            events = await self._record_licences(connection, touched)
         await self.outbox.send_now(events)
 
     async def handle_seat_entitlements(self, batch: Sequence[Incoming[SeatEntitlementReported]]) -> None:
         async with self.database.transaction() as connection:
             touched = await store_entitlements(connection, [item.event for item in batch])
-            events = await self._record(connection, await self._licence_detections(connection, touched))
+            events = await self._record_licences(connection, touched)
         await self.outbox.send_now(events)
+
+    async def _record_licences(
+        self, connection: AsyncConnection, touched: set[tuple[str, str, str]]
+    ) -> list[OutgoingEvent]:
+        """Record the licence findings of the touched products and resolve those their latest reports clear."""
+        detections, cleared = await self._licence_detections(connection, touched)
+        store = FindingStore(self.config.min_ticket_severity)
+        for detection in sorted(detections, key=lambda item: item.finding_id):
+            await store.record(connection, detection)
+        for identifier, (tenant, note) in sorted(cleared.items()):
+            await _close_if_active(connection, store, tenant, identifier, FindingStatus.RESOLVED, note)
+        events = store.take_published()
+        await self.outbox.add(connection, events)
+        return events
 
     async def handle_value(self, batch: Sequence[Incoming[ValueMapped]]) -> None:
         """Raise a finding for use-case spend without outcomes; resolve it once outcomes are linked."""
@@ -286,14 +300,17 @@ class RiskHandler:
 
     async def _licence_detections(
         self, connection: AsyncConnection, touched: set[tuple[str, str, str]]
-    ) -> list[Detection]:
+    ) -> tuple[list[Detection], dict[str, tuple[str, str]]]:
         detections: list[Detection] = []
+        cleared: dict[str, tuple[str, str]] = {}
         for tenant, vendor, product in sorted(touched):
-            detections += await licence_detections(connection, tenant, vendor, product, self.config.contracts)
+            raised, resolved = await licence_detections(connection, tenant, vendor, product, self.config.contracts)
+            detections += raised
+            cleared |= {identifier: (tenant, note) for identifier, note in resolved.items()}
             unlisted = await self._unlisted_seat_vendor(connection, tenant, vendor, product)
             if unlisted is not None:
                 detections.append(unlisted)
-        return detections
+        return detections, cleared
 
     async def _unlisted_seat_vendor(
         self, connection: AsyncConnection, tenant: str, vendor: str, product: str

@@ -114,7 +114,12 @@ async def _roster(connection: AsyncConnection, tenant: str, vendor: str, product
 
 async def licence_detections(
     connection: AsyncConnection, tenant: str, vendor: str, product: str, contracts: list[Contract]
-) -> list[Detection]:
+) -> tuple[list[Detection], dict[str, str]]:
+    """Return the licence findings of a product's latest seat reports, and the ids of those the reports clear.
+
+    A cleared finding is one that the latest reports were checked for and do not show any more, with the reason:
+    no unused seats in the seat list or the vendor's count, or a seat list and totals of one day that agree.
+    """
     roster = await _roster(connection, tenant, vendor, product)
     entitlement = (
         await connection.execute(
@@ -129,13 +134,23 @@ async def licence_detections(
     else:
         price = seat_price_for(contracts, tenant, vendor, product)
     detections = []
+    cleared: dict[str, str] = {}
     unused = _unused_seats(tenant, vendor, product, roster, entitlement, price)
     if unused is not None:
         detections.append(unused)
+    elif roster is not None or entitlement is not None:
+        as_of = roster.as_of if roster is not None else entitlement.as_of
+        cleared[finding_id(tenant, "licence_unused", vendor, product)] = (
+            f"the seat report of {as_of.date().isoformat()} shows no unused {product} seats"
+        )
     mismatch = _seat_mismatch(tenant, vendor, product, roster, entitlement, price)
     if mismatch is not None:
         detections.append(mismatch)
-    return detections
+    elif roster is not None and _same_day(roster, entitlement):
+        cleared[finding_id(tenant, "licence_mismatch", vendor, product)] = (
+            f"the seat report of {roster.as_of.date().isoformat()} shows as many {product} seats assigned as paid for"
+        )
+    return detections, cleared
 
 
 def _same_day(roster: Roster | None, entitlement: Any) -> bool:

@@ -345,6 +345,24 @@ class TestLicences:
         # Exposure: 19.00 (1 idle) + 190.00 (10 not assigned) = 209.00, the recommendation's 11 × 19.00.
         assert estimate.savings == Decimal("209.00")
 
+    async def test_later_report_resolves_findings(self, database: Database) -> None:
+        handler, _ = risk_handler(database, RiskConfig(contracts=[COPILOT]))
+        as_of = datetime(2021, 11, 20, tzinfo=UTC)
+        await handler.handle_seat_activity(incoming(seat_events(as_of)))
+        await handler.handle_seat_entitlements(incoming([entitlement(as_of)]))
+
+        # A month later octocat's idle seat and the 10 unassigned ones are gone: octokitten alone, 1 seat paid for.
+        later = as_of + timedelta(days=30)
+        [_octocat, octokitten] = seat_events(later)
+        await handler.handle_seat_activity(incoming([octokitten]))
+        totals = entitlement(later).model_copy(update={"entitled_seats": 1, "inactive_seats": 0})
+        await handler.handle_seat_entitlements(incoming([totals]))
+
+        [unused] = await findings(database, "licence_unused_seats")
+        [mismatch] = await findings(database, "licence_seat_mismatch")
+        assert unused["status"] == "resolved"
+        assert mismatch["status"] == "resolved"
+
     async def test_totals_of_another_day_not_compared(self, database: Database) -> None:
         handler, _ = risk_handler(database, RiskConfig(contracts=[COPILOT]))
         as_of = datetime(2021, 11, 20, tzinfo=UTC)
