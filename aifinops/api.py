@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from rich.console import Console
 
+from aifinops.console import SafeConsole
 from aifinops.ops_client import Connection, OpsConnectionError
 
-console = Console()
-errors = Console(stderr=True)
+console = SafeConsole()
+errors = SafeConsole(stderr=True)
 T = TypeVar("T")
 
 UNARY_TIMEOUT_S = 30.0

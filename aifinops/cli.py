@@ -13,14 +13,14 @@ from typing import Any
 
 import click
 import grpc
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from aifinops.console import SafeConsole
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
-console = Console()
-errors = Console(stderr=True)
+console = SafeConsole()
+errors = SafeConsole(stderr=True)
 
 
 def _settings() -> ServiceSettings:
@@ -180,13 +180,22 @@ def outcomes_group() -> None:
 def outcomes_import(file: Path, tenant: str | None) -> None:
     """Import outcomes from a CSV FILE (use_case, outcome_kind, quantity, unit, occurred_at, ...)."""
     from services.value.files import import_outcomes_file
+    from services.value.intake import ConflictingOutcomes
     from services.value.outcomes import OutcomeRejected
 
     settings = _settings()
     try:
         new, duplicate, rejected = asyncio.run(import_outcomes_file(file, settings, tenant or settings.tenant))
     except OutcomeRejected as error:
-        errors.print(f"error: {file}: {error}")
+        errors.print(f"error: {file}: {error.field_path}: {error.reason}", markup=False, highlight=False)
+        sys.exit(2)
+    except ConflictingOutcomes as error:
+        errors.print(
+            f"error: {file}: {len(error.event_ids)} rows restate recorded outcome ids with other content; "
+            "nothing was recorded. Give corrections a new outcome_id",
+            markup=False,
+            highlight=False,
+        )
         sys.exit(2)
     console.print(f"{file.name}: accepted {new}, duplicate {duplicate}, rejected {len(rejected)}")
     for error in rejected:
@@ -200,10 +209,19 @@ def outcomes_import(file: Path, tenant: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print exact figures as JSON.")
 def report_command(tenant: str | None, as_json: bool) -> None:
     """Print spend, findings, unit economics and recommendations from the services' tables."""
-    from aifinops.report import build_report, render_report
+    from aifinops.report import build_report, known_tenants, render_report
 
     settings = _settings()
     report = asyncio.run(build_report(settings, tenant or settings.tenant))
+    if not report.has_data:
+        others = [name for name in asyncio.run(known_tenants(settings)) if name != report.tenant]
+        hint = f"tenants with data: {', '.join(others)}" if others else "no tenant has data in these databases"
+        errors.print(
+            f"error: tenant {report.tenant!r} has no data (no captured usage, costs, findings, outcomes or "
+            f"recommendations); {hint}. Name the tenant with --tenant or AIFINOPS_TENANT",
+            highlight=False,
+        )
+        sys.exit(1)
     if as_json:
         console.print_json(json.dumps(report.as_json()))
     else:
@@ -291,7 +309,7 @@ def dlq_list(consumer: str, limit: int, page_token: str, as_json: bool) -> None:
 @dlq_group.command("show")
 @click.argument("letter_id")
 def dlq_show(letter_id: str) -> None:
-    """Print one dead letter with its original bytes."""
+    """Print one dead letter with its original bytes; LETTER_ID may be a unique prefix of 6 or more characters."""
     from google.protobuf.json_format import MessageToDict
 
     from shared.protos.ingest.v1 import ingest_pb2
@@ -305,7 +323,10 @@ def dlq_show(letter_id: str) -> None:
 @dlq_group.command("replay")
 @click.argument("letter_id")
 def dlq_replay(letter_id: str) -> None:
-    """Send a dead letter's original bytes to its original topic again, once its cause is fixed."""
+    """Send a dead letter's original bytes to its original topic again, once its cause is fixed.
+
+    LETTER_ID may be a unique prefix of 6 or more characters.
+    """
     from shared.protos.ingest.v1 import ingest_pb2
 
     response = _call("ingest", "ReplayDeadLetter", ingest_pb2.ReplayDeadLetterRequest(id=letter_id))
@@ -553,17 +574,26 @@ def export_focus_command(
 
 @main.command("commitments")
 @click.option("--tenant", help="Tenant to report on; defaults to AIFINOPS_TENANT.")
-@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), help="Day to project from; defaults to today.")
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Day to project from (00:00 UTC); defaults to the data clock, the end of the tenant's newest usage.",
+)
 def commitments_command(tenant: str | None, as_of: datetime.datetime | None) -> None:
-    """Show how much of each committed-spend contract (ALLOCATION_TERMS_FILE) usage has drawn down."""
-    from services.allocation.commands import commitments, render_drawdowns
+    """Show how much of each committed-spend contract usage has drawn down.
+
+    Contracts come from ALLOCATION_TERMS_FILE and the spend commitments of RISK_CONTRACTS_FILE.
+    """
+    from aifinops.committed import committed_spend
+    from services.allocation.commands import render_drawdowns
     from services.allocation.settings import AllocationSettings
+    from services.risk.settings import RiskSettings
 
     settings = AllocationSettings()
-    now = as_of.replace(tzinfo=datetime.UTC) if as_of else datetime.datetime.now(datetime.UTC)
+    when = as_of.replace(tzinfo=datetime.UTC) if as_of else None
     try:
-        results = asyncio.run(commitments(settings, tenant or settings.tenant, now))
-    except ValueError as error:
+        now, results = asyncio.run(committed_spend(settings, tenant or settings.tenant, RiskSettings(), when))
+    except ValueError as error:  # an invalid terms or contracts file, named in the message
         errors.print(f"error: {error}", highlight=False)
         sys.exit(2)
     render_drawdowns(results, console, as_of=now)

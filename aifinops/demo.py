@@ -22,12 +22,14 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.text import Text
 
+from aifinops.committed import committed_spend
 from aifinops.itsm_demo import resolve_one_incident, run_itsm_outage
 from aifinops.ops_client import write_connection_file
 from aifinops.report import build_report, render_report
 from aifinops.stack import Stack, StackConfig
-from services.allocation.commands import commitments, render_drawdowns
+from services.allocation.commands import render_drawdowns
 from services.allocation.commitments import Drawdown
 from services.allocation.settings import AllocationSettings
 from services.ingest.batch import import_file
@@ -37,6 +39,7 @@ from services.optimizer.lifecycle import (
     optimizer_outbox,
     request_ticket,
 )
+from services.risk.settings import RiskSettings
 from services.value.files import import_outcomes_file
 from services.value.outcomes import rows_from_csv
 from shared.db import create_scratch_database
@@ -76,8 +79,6 @@ OUTCOMES_FILE = "outcomes.csv"
 REIMPORTED_FILE = "dashboard_export_usage_completions.tsv"
 # OpenAI's own daily cost statement for the dashboard usage export's project, reconciled against computed cost.
 PROVIDER_COST_FILE = "dashboard_export_costs_daily.tsv"
-# The demo's usage is from 2025 and 2026; commitments are projected as of the end of the last sample month.
-DEMO_AS_OF = datetime(2025, 10, 31, tzinfo=UTC)
 # Value and optimizer samples (examples/data/SOURCES.md says where each comes from). The usage file is the
 # month of support usage before the webhook's, the outcome file its outcomes, and the reports are events.
 VALUE_USAGE_FILE = "anthropic_usage_support_2026-10.json"
@@ -119,7 +120,7 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
     stack = Stack(config)
     say: Callable[..., None] = (lambda *_args, **_kwargs: None) if as_json else console.print
     try:
-        say("[bold]Starting[/] the embedded broker and the five services ...")
+        say(Text.assemble(("Starting", "bold"), " the embedded broker and the five services ..."))
         await stack.start()
         await feed_samples(stack, DEMO_TENANT, say)
         await feed_provider_costs(stack, DEMO_TENANT, say)
@@ -132,13 +133,13 @@ async def run_demo(run_dir: Path, console: Console, *, as_json: bool = False, ke
         await stack.wait_until_drained()
         report = await build_report(stack.settings(), DEMO_TENANT)
         report.itsm_check = tickets.__dict__
-        drawn = await demo_commitments(stack, config)
+        as_of, drawn = await demo_commitments(stack, config)
         if as_json:
             console.print_json(json.dumps(report.as_json()))
         else:
             console.print()
             render_report(report, console)
-            render_drawdowns(drawn, console, as_of=DEMO_AS_OF)
+            render_drawdowns(drawn, console, as_of=as_of)
             env_file = write_demo_env(stack, run_dir)
             console.print(f"\nLogs and databases of this run: {run_dir}/")
             console.print(
@@ -223,9 +224,11 @@ async def feed_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> N
         say(
             f"webhook {file_name}: HTTP {response.status_code}, accepted {response.json()['accepted']}", highlight=False
         )
-        outcomes = list(rows_from_csv((examples / "data" / OUTCOMES_FILE).read_bytes()))
+        outcomes = json.dumps(list(rows_from_csv((examples / "data" / OUTCOMES_FILE).read_bytes()))).encode()
         response = await client.post(
-            stack.url("value", "/v1/outcomes"), json=outcomes, headers={"x-aifinops-tenant": tenant}
+            stack.url("value", "/v1/outcomes"),
+            content=outcomes,
+            headers={**stack.webhook_headers(outcomes, tenant), "content-type": "application/json"},
         )
         response.raise_for_status()
         say(
@@ -248,14 +251,17 @@ async def feed_provider_costs(stack: Stack, tenant: str, say: Callable[..., None
     say(f"imported {PROVIDER_COST_FILE}: accepted {result.summary.accepted} daily statements", highlight=False)
 
 
-async def demo_commitments(stack: Stack, config: StackConfig) -> list[Drawdown]:
+async def demo_commitments(stack: Stack, config: StackConfig) -> tuple[datetime, list[Drawdown]]:
+    """Return the data clock and the drawdown of every spend commitment in the tenant terms and contracts files."""
     settings = AllocationSettings(
         KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap_servers,
         DATABASE_URL=config.database_url,
         AIFINOPS_DATA_DIR=str(stack.data_dir),
         ALLOCATION_TERMS_FILE=str(config.allocation_terms) if config.allocation_terms else None,
     )
-    return await commitments(settings, DEMO_TENANT, DEMO_AS_OF)
+    # These settings read RISK_TIME_ZONE from the environment the stack passes on to risk, so both use one zone.
+    risk = RiskSettings(RISK_CONTRACTS_FILE=str(config.contracts) if config.contracts else None)
+    return await committed_spend(settings, DEMO_TENANT, risk)
 
 
 async def feed_value_and_optimizer_samples(stack: Stack, tenant: str, say: Callable[..., None]) -> None:
@@ -324,7 +330,7 @@ async def walk_recommendation_lifecycle(stack: Stack, tenant: str, say: Callable
         for key, status, reason in steps:
             view = found.get(key)
             if view is None:
-                say(f"[yellow]no {key[0]} recommendation for {key[1]}; lifecycle step skipped[/]")
+                say(f"no {key[0]} recommendation for {key[1]}; lifecycle step skipped", style="yellow")
                 continue
             if view.status == status:  # an earlier demo run on the same database already took this step
                 say(
@@ -337,22 +343,41 @@ async def walk_recommendation_lifecycle(stack: Stack, tenant: str, say: Callable
             if status == "accepted":
                 await request_ticket(database, outbox, tenant, view.recommendation_id, by="demo")
                 say(f"recommendation {view.recommendation_id[:8]}: ITSM ticket requested", highlight=False)
-    # After the 11 unused Copilot seats are removed, the next seat report shows one entitled seat.
+    # The 11 unused Copilot seats are octocat's idle seat and the 10 paid seats nobody was assigned. After they are
+    # removed, the next seat report lists octokitten alone and one entitled seat. It is dated after the
+    # implementation, because realised savings count only reports taken after it. The seat list and the totals
+    # carry the same date, so risk and the optimizer read them as one report.
     now = utc_now()
-    follow_up = SeatEntitlementReported(
-        event_id=f"demo-seats:github-copilot:totals:{now.isoformat()}",
-        occurred_at=now,
-        source="demo.sample-reports",
-        tenant=tenant,
-        correlation_id="demo:lifecycle",
-        vendor="github",
-        product="github-copilot",
-        as_of=now + timedelta(seconds=1),
+    as_of = now + timedelta(seconds=1)
+    common = {
+        "occurred_at": now,
+        "source": "demo.sample-reports",
+        "tenant": tenant,
+        "correlation_id": "demo:lifecycle",
+        "vendor": "github",
+        "product": "github-copilot",
+        "as_of": as_of,
+    }
+    totals = SeatEntitlementReported(
+        event_id=f"demo-seats:github-copilot:totals:{as_of.isoformat()}",
         entitled_seats=1,
         active_seats=1,
         inactive_seats=0,
-        pending_cancellation_seats=0,
+        pending_cancellation_seats=1,
         evidence={"format": "synthetic-seat-report"},
+        **common,
     )
-    await _publish(stack, [follow_up])
-    say("published a later seat report: 1 entitled GitHub Copilot seat, 0 inactive")
+    remaining = SeatActivityReported(
+        event_id=f"demo-seats:github-copilot:octokitten:{as_of.isoformat()}",
+        seat_holder="octokitten",
+        last_activity_at=datetime(2021, 10, 13, 6, 53, 32, tzinfo=UTC),
+        pending_cancellation_date="2021-11-01",
+        evidence={"format": "synthetic-seat-report"},
+        **common,
+    )
+    await _publish(stack, [remaining, totals])
+    say(
+        f"published a later seat report as of {as_of.date().isoformat()}: 1 entitled GitHub Copilot seat, "
+        "octokitten's, pending cancellation",
+        highlight=False,
+    )

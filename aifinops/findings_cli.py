@@ -72,7 +72,7 @@ def show_command(finding_id: str, tenant: str | None, as_json: bool) -> None:
         print_json(finding)
         return
     summary = finding.summary
-    console.print(f"[bold]{summary.title}[/]", highlight=False)
+    console.print(summary.title, style="bold", highlight=False)
     console.print(
         f"{summary.finding_id}  {summary.kind}  severity {summary.severity}  status {summary.status}  "
         f"revision {summary.revision}  owner {summary.owner or '-'}",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from rich.text import Text
 from sqlalchemy import select
 
 from aifinops.stack import Stack
@@ -115,7 +116,7 @@ async def run_itsm_outage(stack: Stack, tenant: str, say: Callable[..., None]) -
     )
 
     stack.stop_itsm_standin()
-    say("[bold]Stopped[/] the ITSM stand-in; importing more usage while it is down ...")
+    say(Text.assemble(("Stopped", "bold"), " the ITSM stand-in; importing more usage while it is down ..."))
     await feed_risk_samples(stack, tenant, say)
     await stack.wait_until_drained()
     await asyncio.sleep(OUTAGE_S)
@@ -125,7 +126,11 @@ async def run_itsm_outage(stack: Stack, tenant: str, say: Callable[..., None]) -
     started = time.monotonic()
     await stack.start_itsm_standin()
     await stack.wait_until_tickets_sent()
-    say(f"[bold]Started[/] the stand-in again; the outbox was empty {time.monotonic() - started:.1f} s later")
+    say(
+        Text.assemble(
+            ("Started", "bold"), f" the stand-in again; the outbox was empty {time.monotonic() - started:.1f} s later"
+        )
+    )
     after = await check_tickets(stack, tenant)
     say(
         f"ITSM stand-in: {after.incidents} incidents, {after.issues} Jira issues, {after.webhook_tickets} webhook "

@@ -16,10 +16,11 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import func, select
 
+from aifinops.console import styled, visible
 from services.allocation.repricing import CREDIT_PREFIX
 from services.allocation.tables import CostLedgerEntry, Reconciliation
 from services.ingest.tables import IngestRejectedRow, IngestUsageEvent
@@ -66,6 +67,22 @@ class Report:
     # seats and GPU utilisation (see _read_capture).
     capture: dict[str, Any] = field(default_factory=dict)
     value_unlinked: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def has_data(self) -> bool:
+        """Tell whether any service stored anything for the tenant: usage, costs, findings, outcomes or savings."""
+        captured = any(self.capture.get("events_by_format", {}).values()) or any(
+            self.capture.get("rejected_rows_by_format", {}).values()
+        )
+        return bool(
+            self.cost_events
+            or self.findings
+            or self.unit_economics
+            or self.value_unlinked
+            or self.recommendations
+            or self.reconciliation
+            or captured
+        )
 
     @property
     def uncosted_usage_events(self) -> int:
@@ -117,6 +134,18 @@ async def build_report(settings: ServiceSettings, tenant: str) -> Report:
     await _read_reconciliation(Database(settings.database_url_for("allocation")), tenant, report)
     await _read_capture(Database(settings.database_url_for("ingest")), tenant, report)
     return report
+
+
+async def known_tenants(settings: ServiceSettings) -> list[str]:
+    """Return the tenants that ingest captured anything for, to suggest when a tenant has no data."""
+    database = Database(settings.database_url_for("ingest"))
+    events = IngestUsageEvent.__table__  # type: ignore[attr-defined]
+    try:
+        async with database.engine.connect() as connection:
+            rows = await connection.execute(select(events.c.tenant).distinct().order_by(events.c.tenant).limit(20))
+            return [row.tenant for row in rows]
+    finally:
+        await database.dispose()
 
 
 async def _read_ledger(database: Database, tenant: str, report: Report) -> None:
@@ -316,8 +345,11 @@ def render_report(report: Report, console: Console) -> None:
     console.rule(f"aifinops report · tenant {report.tenant}")
     if report.uncosted_usage_events:
         console.print(
-            f"[bold yellow]Partial figures:[/] {report.uncosted_usage_events} captured usage events have no cost "
-            "yet, because allocation is behind or stopped; every total below leaves them out."
+            Text.assemble(
+                ("Partial figures:", "bold yellow"),
+                f" {report.uncosted_usage_events} captured usage events have no cost yet, because allocation is "
+                "behind or stopped; every total below leaves them out.",
+            )
         )
     console.print(
         f"Cost events: {report.cost_events} ({report.priced_events} priced from the catalogue, "
@@ -328,8 +360,11 @@ def render_report(report: Report, console: Console) -> None:
     )
     if report.unpriced_events:
         console.print(
-            f"[bold yellow]Not in the totals:[/] {report.unpriced_events} unpriced usage events "
-            f"({report.unpriced_tokens:,} tokens); see the unpriced-usage findings."
+            Text.assemble(
+                ("Not in the totals:", "bold yellow"),
+                f" {report.unpriced_events} unpriced usage events ({report.unpriced_tokens:,} tokens); "
+                "see the unpriced-usage findings.",
+            )
         )
     console.print("Amounts are rounded half-even to 4 decimal places; `aifinops report --json` gives exact values.\n")
 
@@ -352,12 +387,15 @@ def render_report(report: Report, console: Console) -> None:
         table.add_row(provider, model, _money_cell(amounts))
     console.print(table)
 
-    console.print("[bold]Findings[/]")
+    console.print("Findings", style="bold")
     for finding in report.findings:
         status = "" if finding["status"] == "open" else f" [{finding['status'].replace('_', ' ')}]"
         console.print(
-            f"- [bold]{finding['severity']}[/]{escape(status)} {finding['kind']} {finding['subject']}: "
-            f"{finding['title']}",
+            Text.assemble(
+                "- ",
+                styled(finding["severity"], "bold"),
+                visible(f"{status} {finding['kind']} {finding['subject']}: {finding['title']}"),
+            ),
             highlight=False,
         )
         facts = ", ".join(f"{key}={value}" for key, value in finding["facts"].items())
@@ -378,13 +416,18 @@ def _percent(value: str | None) -> str:
 def render_unit_economics(report: Report, console: Console) -> None:
     """Print each use case month: cost per outcome, value, ROI, payback and the trend against the month before."""
     console.print(
-        "[bold]Unit economics per use case[/] (ROI = (value − cost) / cost; payback = investment / net benefit)"
+        Text.assemble(
+            ("Unit economics per use case", "bold"),
+            " (ROI = (value − cost) / cost; payback = investment / net benefit)",
+        )
     )
     linked = [row for row in report.unit_economics if row["value_linked"]]
     for row in linked:
         currency = row["currency"]
         owner = f" (owner {row['owner']})" if row["owner"] else ""
-        console.print(f"- [bold]{row['use_case']}[/]{owner}, {row['period']}:", highlight=False)
+        console.print(
+            Text.assemble("- ", styled(row["use_case"], "bold"), visible(f"{owner}, {row['period']}:")), highlight=False
+        )
         baseline = (
             f" against a baseline of {_shown(row['baseline_cost_per_outcome'])} {currency}"
             if row["baseline_cost_per_outcome"] is not None
@@ -417,7 +460,11 @@ def render_unit_economics(report: Report, console: Console) -> None:
             console.print(f"    trend: no figures for {row['previous_period']}", highlight=False)
     if not linked:
         console.print("none")
-    console.print("[bold]Value-unlinked spend[/] (use cases with cost and no outcome recorded; risk raises these)")
+    console.print(
+        Text.assemble(
+            ("Value-unlinked spend", "bold"), " (use cases with cost and no outcome recorded; risk raises these)"
+        )
+    )
     for row in report.value_unlinked:
         owner = f", owner {row['owner']}" if row["owner"] else ""
         console.print(
@@ -435,15 +482,25 @@ def render_recommendations(report: Report, console: Console) -> None:
     live = [item for item in report.recommendations if Decimal(item["estimated_monthly_savings"]) != 0]
     withdrawn = len(report.recommendations) - len(live)
     kinds = sorted({item["kind"] for item in live})
-    console.print(f"[bold]Recommendations[/] ({len(live)}, of {len(kinds)} kinds: {', '.join(kinds) or 'none'})")
+    console.print(
+        Text.assemble(
+            ("Recommendations", "bold"), visible(f" ({len(live)}, of {len(kinds)} kinds: {', '.join(kinds) or 'none'})")
+        )
+    )
     total: dict[str, Decimal] = {}
     for item in live:
         savings = Decimal(item["estimated_monthly_savings"])
         if item["status"] in ("open", "accepted"):
             total[item["currency"]] = total.get(item["currency"], Decimal(0)) + savings
         console.print(
-            f"- [bold]{item['kind']}[/] {item['scope']}: saves about {_shown(savings)} {item['currency']} "
-            f"a month (confidence {item['confidence']}, {item['status']}, id {item['recommendation_id'][:8]})",
+            Text.assemble(
+                "- ",
+                styled(item["kind"], "bold"),
+                visible(
+                    f" {item['scope']}: saves about {_shown(savings)} {item['currency']} a month (confidence "
+                    f"{item['confidence']}, {item['status']}, id {item['recommendation_id'][:8]})"
+                ),
+            ),
             highlight=False,
         )
         for line in item["arithmetic"].splitlines():
@@ -535,7 +592,11 @@ def render_tickets(report: Report, console: Console) -> None:
 
 def render_unallocated(report: Report, console: Console) -> None:
     console.print()
-    console.print(f"[bold]Unallocated spend[/] (no allocation rule owns it): {_money_cell(report.unallocated)}")
+    console.print(
+        Text.assemble(
+            ("Unallocated spend", "bold"), f" (no allocation rule owns it): {_money_cell(report.unallocated)}"
+        )
+    )
     if not report.unallocated:
         return
     table = Table(title="Unallocated spend by the key a rule could match", title_justify="left")
@@ -552,7 +613,7 @@ def render_unallocated(report: Report, console: Console) -> None:
 def render_reconciliation(report: Report, console: Console) -> None:
     console.print()
     if not report.reconciliation:
-        console.print("[bold]Reconciliation[/]: no provider cost statements yet")
+        console.print(Text.assemble(("Reconciliation", "bold"), ": no provider cost statements yet"))
         return
     table = Table(
         title="Reconciliation: computed cost against the provider's own statement",
@@ -571,7 +632,7 @@ def render_reconciliation(report: Report, console: Console) -> None:
             f"{row['provider']} {_scope_and_model(row)}",
             f"{_shown(row['computed'])} {row['currency']}",
             f"{_shown(row['reported'])} {row['currency']}",
-            variance if row["within_tolerance"] else f"[bold yellow]{variance}[/]",
+            variance if row["within_tolerance"] else styled(variance, "bold yellow"),
             row["variance_percent"] or "-",
         )
     console.print(table)

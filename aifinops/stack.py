@@ -123,7 +123,10 @@ class Stack:
         return self.config.run_dir / "webhook-sources.yaml"
 
     def write_webhook_secrets(self) -> None:
-        """Write the ingest service's secrets file: one local source that may write to any tenant (mode 0600)."""
+        """Write the secrets file of ingest's webhook and value's outcomes API: one local source for any tenant.
+
+        The file is created with mode 0600.
+        """
         path = self.webhook_secrets_file
         path.parent.mkdir(parents=True, exist_ok=True)
         text = (
@@ -136,7 +139,7 @@ class Stack:
             handle.write(text)
 
     def webhook_headers(self, body: bytes, tenant: str) -> dict[str, str]:
-        """Headers that sign a webhook body as the local source and name its tenant."""
+        """Headers that sign a webhook or outcomes API body as the local source and name its tenant."""
         headers = signed_headers(LOCAL_WEBHOOK_SOURCE, self.config.webhook_secret.encode(), body)
         return {**headers, "x-aifinops-tenant": tenant}
 
@@ -162,6 +165,7 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             "AIFINOPS_GRPC_TOKENS_FILE": str(self.tokens_file),
             "INGEST_WEBHOOK_SECRETS_FILE": str(self.webhook_secrets_file.resolve()),
+            "VALUE_WEBHOOK_SECRETS_FILE": str(self.webhook_secrets_file.resolve()),
             **self.config.extra_env,
         }
         if self.config.database_url:

@@ -457,6 +457,11 @@ class CostVarianceDetected(EventEnvelope):
         description="variance / provider_cost × 100; None when provider_cost is 0."
     )
     tolerance_percent: Decimal
+    tolerance_amount: Decimal | None = Field(
+        default=None,
+        description="Variances up to this amount, in provider_cost's currency, are never flagged; None in events "
+        "published before the amount was recorded.",
+    )
     likely_cause: NonEmptyStr
     evidence_event_ids: tuple[str, ...] = ()
     dimensions: UsageDimensions = Field(

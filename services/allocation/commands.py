@@ -7,14 +7,16 @@ in the allocation outbox, and the service's relay sends them later.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from aiokafka.errors import KafkaError
 from rich.console import Console
+from rich.text import Text
 
-from services.allocation.commitments import Drawdown, drawdowns
+from services.allocation.commitments import Drawdown, data_clock, drawdowns
 from services.allocation.focus import focus_csv, focus_rows
 from services.allocation.fx import FxTable
 from services.allocation.litellm import MergeSummary, merge_rows, read_price_map
@@ -24,6 +26,7 @@ from services.allocation.settings import AllocationSettings
 from services.allocation.showback import Period, Showback, build_showback
 from services.allocation.sources import AllocationSources
 from services.allocation.tables import TABLES
+from services.allocation.terms import Contract
 from shared.catalogue import (
     PriceCatalogue,
     aliases_csv,
@@ -171,19 +174,34 @@ async def export_focus(
     return len(rows)
 
 
-async def commitments(settings: AllocationSettings, tenant: str, now: datetime) -> list[Drawdown]:
-    """Return the drawdown of the tenant's committed-spend contracts as of ``now``."""
+async def commitments(
+    settings: AllocationSettings, tenant: str, now: datetime, extra: Sequence[Contract] = ()
+) -> list[Drawdown]:
+    """Return the drawdown as of ``now`` of the tenant's committed-spend contracts and of ``extra`` ones."""
     loaded = AllocationSources.from_settings(settings).load()
     fx = FxTable.load(settings.fx_rates_file) if settings.fx_rates_file else None
+    terms = loaded.book.terms_for(tenant)
+    known = {contract.contract_id for contract in terms.contracts}
+    terms = replace(terms, contracts=(*terms.contracts, *(item for item in extra if item.contract_id not in known)))
     database = Database(settings.database_url_for("allocation"))
     try:
-        return await drawdowns(database, loaded.book.terms_for(tenant), now, fx)
+        return await drawdowns(database, terms, now, fx)
+    finally:
+        await database.dispose()
+
+
+async def usage_clock(settings: AllocationSettings, tenant: str) -> datetime | None:
+    """Return the tenant's data clock, the end of its newest usage, from the cost ledger."""
+    database = Database(settings.database_url_for("allocation"))
+    try:
+        return await data_clock(database, tenant)
     finally:
         await database.dispose()
 
 
 def render_drawdowns(results: list[Drawdown], console: Console, *, as_of: datetime) -> None:
-    console.print(f"\n[bold]Committed spend[/] as of {as_of.date().isoformat()}")
+    console.print()
+    console.print(Text.assemble(("Committed spend", "bold"), f" as of {as_of.isoformat(timespec='minutes')}"))
     if not results:
         console.print("no contract with committed spend")
     for item in results:

@@ -5,12 +5,16 @@ category usage) whose attribution instant falls in the contract term. It is in t
 commitment's currency: costs in another currency are converted at the day's rate,
 or listed apart when no rate exists. The projection assumes spend goes on at the average daily rate
 of the term so far, and is an estimate.
+
+Drawdown and projection are taken as of one instant, normally the data clock (``data_clock``): the end
+of the tenant's newest usage, the same cut-off risk's forecasts and commitment findings use. Usage after
+that instant is not drawn down.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy import select
@@ -41,6 +45,31 @@ class Drawdown:
         return (self.drawn.amount * 100 / self.committed.amount).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
 
 
+DAY_OR_LESS = timedelta(days=1)
+CLOCK_ROWS = 500
+
+
+async def data_clock(database: Database, tenant: str) -> datetime | None:
+    """Return the end of the tenant's newest usage line of a day or less, or None without usage.
+
+    Longer lines (a monthly seat or reservation fee) end at their month's end the day they are billed, so they
+    would move the clock past the data. The rule is the one of risk's ``_data_clock`` in services/risk/handlers.py.
+    """
+    async with database.engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(LEDGER.c.period_start, LEDGER.c.period_end)
+                .where(LEDGER.c.tenant == tenant, LEDGER.c.charge_category == "usage")
+                .order_by(LEDGER.c.period_end.desc())
+                .limit(CLOCK_ROWS)
+            )
+        ).all()
+    for start, end in rows:
+        if end - start <= DAY_OR_LESS:
+            return end
+    return rows[0].period_end if rows else None
+
+
 async def drawdowns(database: Database, terms: TenantTerms, now: datetime, fx: FxTable | None = None) -> list[Drawdown]:
     """Compute the drawdown of every contract of a tenant that commits to a spend."""
     results: list[Drawdown] = []
@@ -61,7 +90,7 @@ async def drawdowns(database: Database, terms: TenantTerms, now: datetime, fx: F
             unconverted: dict[str, Decimal] = {}
             for row in (await connection.execute(query)).all():
                 middle = row.period_start + (row.period_end - row.period_start) / 2
-                if not contract.covers(middle):
+                if not contract.covers(middle) or middle >= now:
                     continue
                 money = Money(amount=row.cost_amount, currency=row.cost_currency)
                 converted = fx.convert(money, currency, middle.date()) if fx else None

@@ -290,6 +290,7 @@ async def _compare(
         variance=Money(amount=variance, currency=reported.currency),
         variance_percent=percent,
         tolerance_percent=tolerance.percent,
+        tolerance_amount=tolerance.amount,
         likely_cause=cause,
         evidence_event_ids=tuple(evidence_ids[:200]),
         dimensions=_scope_dimensions(scope),

@@ -13,6 +13,7 @@ from services.ingest.tables import IngestImport, IngestRejectedRow, IngestUsageE
 from shared.db import Database
 from shared.grpc_api import (
     Conflict,
+    InvalidArgument,
     authorised_tenant,
     decode_page_token,
     encode_page_token,
@@ -27,6 +28,9 @@ from shared.protos.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 IMPORTS = IngestImport.__table__  # type: ignore[attr-defined]
 EVENTS = IngestUsageEvent.__table__  # type: ignore[attr-defined]
 REJECTED = IngestRejectedRow.__table__  # type: ignore[attr-defined]
+# A dead letter may be named by the first MIN_ID_PREFIX or more characters of its id, as `dlq list` prints them.
+MIN_ID_PREFIX = 6
+AMBIGUOUS_SHOWN = 5
 
 
 def _instant(value: datetime | None) -> str:
@@ -152,8 +156,7 @@ class IngestOps(ingest_pb2_grpc.IngestOpsServicer):
     async def ReplayDeadLetter(
         self, request: ingest_pb2.ReplayDeadLetterRequest, context: grpc.aio.ServicerContext
     ) -> Any:
-        letter_id = required(request.id, "id")
-        await self._dead_letter(letter_id)
+        letter_id = (await self._dead_letter(required(request.id, "id"))).dead_letter_id
         try:
             topic, replayed_at = await self.dead_letters.replay(letter_id)
         except ValueError as error:
@@ -161,14 +164,33 @@ class IngestOps(ingest_pb2_grpc.IngestOpsServicer):
         return ingest_pb2.ReplayDeadLetterResponse(topic=topic, replayed_at=replayed_at.isoformat())
 
     async def _dead_letter(self, letter_id: str) -> Any:
+        """Return the dead letter with this id, or the only one the client may see whose id starts with it."""
         async with self.database.engine.connect() as connection:
             row = (
                 await connection.execute(DEAD_LETTERS.select().where(DEAD_LETTERS.c.dead_letter_id == letter_id))
             ).first()
+            if row is None:
+                row = await self._dead_letter_by_prefix(connection, letter_id)
         if row is None:
             raise LookupError(f"dead letter {letter_id!r} not found")
         authorised_tenant(row.tenant)
         return row
+
+    async def _dead_letter_by_prefix(self, connection: Any, prefix: str) -> Any:
+        if len(prefix) < MIN_ID_PREFIX:
+            return None
+        query = DEAD_LETTERS.select().where(DEAD_LETTERS.c.dead_letter_id.startswith(prefix, autoescape=True))
+        visible = _visible_tenants()
+        if visible is not None:  # letters of other tenants neither match nor make a prefix ambiguous
+            query = query.where(DEAD_LETTERS.c.tenant.in_(sorted(visible)))
+        rows = (await connection.execute(query.limit(AMBIGUOUS_SHOWN + 1))).all()
+        if len(rows) > 1:
+            matches = ", ".join(row.dead_letter_id for row in rows[:AMBIGUOUS_SHOWN])
+            more = " and more" if len(rows) > AMBIGUOUS_SHOWN else ""
+            raise InvalidArgument(
+                "id", f"{prefix!r} is the start of several dead letters ({matches}{more}); give more of the id"
+            )
+        return rows[0] if rows else None
 
 
 def _visible_tenants() -> frozenset[str] | None:

@@ -1,9 +1,12 @@
 """Unused seats and overlapping AI tools, priced per seat and month.
 
-Unused seats: when the licence's seat totals report inactive seats, the inactive
-seats less those already pending cancellation are unused. Without totals, a seat is
-unused when the latest seat report shows no activity for ``unused_after_days`` days
-(or none ever) and no cancellation is pending.
+Unused seats follow the same rule as risk's licence findings (``services/risk/licences.py``),
+so a recommendation and a finding about one seat report state the same counts. With a
+per-seat report, the unused seats are the assigned seats whose last activity is more
+than ``unused_after_days`` days before the report (or never) and no cancellation is
+pending, plus the paid seats nobody is assigned (entitled − assigned) when the seat
+totals are of the same day as the per-seat report. Without a per-seat report, the
+vendor's count of inactive seats less those pending cancellation stands in.
 
 Overlapping tools: a person with seats in two products of one category (two coding
 assistants, say) needs one. The seats other than the most recently used one are the
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from services.optimizer.estimates import Estimate, format_number
@@ -74,8 +77,11 @@ def latest_seats(seats: Sequence[Seat]) -> list[Seat]:
     return sorted((seat for seat in seats if seat.as_of == latest), key=lambda seat: seat.holder)
 
 
-def _idle_days(seat: Seat) -> int | None:
-    return None if seat.last_activity_at is None else (seat.as_of - seat.last_activity_at).days
+def is_idle(seat: Seat, unused_after_days: int) -> bool:
+    """Tell whether a seat had no activity in the ``unused_after_days`` days before its report, or never."""
+    if seat.last_activity_at is None:
+        return True
+    return seat.last_activity_at < seat.as_of - timedelta(days=unused_after_days)
 
 
 def _common_plan(seats: Sequence[Seat]) -> str | None:
@@ -100,10 +106,26 @@ def unused_seats_estimate(
     idle = [
         seat
         for seat in current
-        if seat.pending_cancellation_date is None
-        and (_idle_days(seat) is None or (_idle_days(seat) or 0) >= policy.seats_unused_after_days)
+        if seat.pending_cancellation_date is None and is_idle(seat, policy.seats_unused_after_days)
     ]
-    if entitlement is not None and entitlement.inactive_seats is not None:
+    evidence: tuple[str, ...]
+    if current:
+        as_of = current[0].as_of
+        # Seat totals of another day describe another roster, so only totals of the same day add unassigned seats.
+        totals = entitlement if entitlement is not None and entitlement.as_of.date() == as_of.date() else None
+        unassigned = max(0, totals.entitled_seats - len(current)) if totals is not None else 0
+        unused = len(idle) + unassigned
+        entitled = f"{totals.entitled_seats} entitled, " if totals is not None else ""
+        count_line = (
+            f"seat report as of {as_of.date().isoformat()}: {entitled}{len(current)} assigned, {len(idle)} assigned "
+            f"without activity in the {policy.seats_unused_after_days} days before it and no cancellation pending"
+        )
+        if unassigned:
+            count_line += f"; unused = {len(idle)} + {unassigned} not assigned = {unused}"
+        evidence = tuple(seat.event_id for seat in idle)
+        if totals is not None:
+            evidence = (totals.event_id, *evidence)
+    elif entitlement is not None and entitlement.inactive_seats is not None:
         pending = entitlement.pending_cancellation_seats or 0
         unused = max(0, entitlement.inactive_seats - pending)
         count_line = (
@@ -112,15 +134,9 @@ def unused_seats_estimate(
             f"{entitlement.inactive_seats} inactive this cycle, {pending} pending cancellation; "
             f"unused = {entitlement.inactive_seats} − {pending} = {unused}"
         )
-        evidence: tuple[str, ...] = (entitlement.event_id, *(seat.event_id for seat in idle))
+        evidence = (entitlement.event_id,)
     else:
-        unused = len(idle)
-        as_of = current[0].as_of.date().isoformat() if current else "unknown"
-        count_line = (
-            f"seat report as of {as_of}: {len(current)} seats, {unused} without activity for "
-            f"{policy.seats_unused_after_days} days or more and no cancellation pending"
-        )
-        evidence = tuple(seat.event_id for seat in idle)
+        return None
     if unused == 0:
         return None
 

@@ -28,6 +28,7 @@ from services.risk.budgets import (
 from services.risk.contracts import Contract, commitment_detections, renewal_detection
 from services.risk.findings import ACTIVE, FINDINGS, Detection, FindingStore, finding_id
 from services.risk.licences import SEATS, licence_detections, store_entitlements, store_seats
+from services.risk.periods import period_of
 from services.risk.policy import Policy
 from services.risk.signals import (
     RECOMMENDATION_CLOSURE,
@@ -160,14 +161,28 @@ class RiskHandler:
     async def handle_seat_activity(self, batch: Sequence[Incoming[SeatActivityReported]]) -> None:
         async with self.database.transaction() as connection:
             touched = await store_seats(connection, [item.event for item in batch])
-            events = await self._record(connection, await self._licence_detections(connection, touched))
+            events = await self._record_licences(connection, touched)
         await self.outbox.send_now(events)
 
     async def handle_seat_entitlements(self, batch: Sequence[Incoming[SeatEntitlementReported]]) -> None:
         async with self.database.transaction() as connection:
             touched = await store_entitlements(connection, [item.event for item in batch])
-            events = await self._record(connection, await self._licence_detections(connection, touched))
+            events = await self._record_licences(connection, touched)
         await self.outbox.send_now(events)
+
+    async def _record_licences(
+        self, connection: AsyncConnection, touched: set[tuple[str, str, str]]
+    ) -> list[OutgoingEvent]:
+        """Record the licence findings of the touched products and resolve those their latest reports clear."""
+        detections, cleared = await self._licence_detections(connection, touched)
+        store = FindingStore(self.config.min_ticket_severity)
+        for detection in sorted(detections, key=lambda item: item.finding_id):
+            await store.record(connection, detection)
+        for identifier, (tenant, note) in sorted(cleared.items()):
+            await _close_if_active(connection, store, tenant, identifier, FindingStatus.RESOLVED, note)
+        events = store.take_published()
+        await self.outbox.add(connection, events)
+        return events
 
     async def handle_value(self, batch: Sequence[Incoming[ValueMapped]]) -> None:
         """Raise a finding for use-case spend without outcomes; resolve it once outcomes are linked."""
@@ -234,7 +249,21 @@ class RiskHandler:
         clocks = {tenant: await _data_clock(connection, tenant) for tenant in tenants}
         detections: list[Detection] = []
 
-        for budget, tenant, period in budget_periods(self.config.budgets, touched, zones).values():
+        periods = budget_periods(self.config.budgets, touched, zones)
+        # Every forecast is projected from the same clock: when new usage moves it on, the forecasts of periods
+        # that this batch did not touch are projected again too, so no finding keeps an older cut-off date.
+        for tenant, clock in clocks.items():
+            for budget in self.config.budgets:
+                if (
+                    clock is None
+                    or not budget.forecast_thresholds
+                    or budget.sandbox
+                    or budget.tenant not in (None, tenant)
+                ):
+                    continue
+                period = period_of(clock - CLOCK_EPSILON, budget.period, zones[tenant])
+                periods.setdefault((budget.budget_id, f"{tenant}|{period.key}"), (budget, tenant, period))
+        for budget, tenant, period in periods.values():
             spent = await budget_spend(connection, budget, tenant, period)
             detections += threshold_detections(budget, tenant, period, spent)
             detections += forecast_detections(budget, tenant, period, spent, clocks[tenant])
@@ -262,23 +291,26 @@ class RiskHandler:
             if anomaly is not None:
                 detections.append(replace(anomaly, owner=owners.get(series.team)))
 
-        providers = {(row["tenant"], row["provider"]) for row in touched}
+        # Commitments of every touched tenant are projected again, for the same reason as the forecasts above.
         for contract in self.config.contracts:
-            if contract.kind == "spend_commitment" and (contract.tenant, contract.provider) in providers:
+            if contract.kind == "spend_commitment" and contract.tenant in tenants:
                 zone = self.config.zone_for(contract.tenant)
                 detections += await commitment_detections(connection, contract, zone, clocks.get(contract.tenant))
         return [detection for detection in detections if detection is not None]
 
     async def _licence_detections(
         self, connection: AsyncConnection, touched: set[tuple[str, str, str]]
-    ) -> list[Detection]:
+    ) -> tuple[list[Detection], dict[str, tuple[str, str]]]:
         detections: list[Detection] = []
+        cleared: dict[str, tuple[str, str]] = {}
         for tenant, vendor, product in sorted(touched):
-            detections += await licence_detections(connection, tenant, vendor, product, self.config.contracts)
+            raised, resolved = await licence_detections(connection, tenant, vendor, product, self.config.contracts)
+            detections += raised
+            cleared |= {identifier: (tenant, note) for identifier, note in resolved.items()}
             unlisted = await self._unlisted_seat_vendor(connection, tenant, vendor, product)
             if unlisted is not None:
                 detections.append(unlisted)
-        return detections
+        return detections, cleared
 
     async def _unlisted_seat_vendor(
         self, connection: AsyncConnection, tenant: str, vendor: str, product: str
@@ -320,6 +352,8 @@ async def _close_if_active(
 
 
 DAY_OR_LESS = timedelta(days=1)
+# The data clock is the exclusive end of the newest usage, so its period is the one containing the instant before.
+CLOCK_EPSILON = timedelta(microseconds=1)
 
 
 async def _data_clock(connection: AsyncConnection, tenant: str) -> datetime | None:

@@ -4,7 +4,11 @@ Seat activity reports list every assigned seat with its last activity. The newes
 roster, so a seat missing from it is no longer assigned. A seat is unused when its last activity is more than
 30 days before the report, or it was never used. Seats with a cancellation pending are counted apart, because
 they stop costing money by themselves. When no per-seat report exists, the vendor's own count of inactive
-seats in the entitlement report stands in, with the vendor's definition (GitHub counts a billing cycle).
+seats in the entitlement report, less those pending cancellation, is used instead, with the vendor's definition
+(GitHub counts a billing cycle). Assigned seats are compared with entitled ones only when both reports are of
+the same day, because a roster and seat totals of different days describe different sets of seats. The
+optimizer's unused-seat recommendation (``services/optimizer/seats.py``) counts by the same rules: its unused
+seats are this finding's unused seats plus the mismatch finding's paid seats that nobody is assigned.
 The monthly exposure is the seat price times the seats in question; the price comes from the entitlement
 report, else from a seat licence in the contracts file.
 """
@@ -110,7 +114,12 @@ async def _roster(connection: AsyncConnection, tenant: str, vendor: str, product
 
 async def licence_detections(
     connection: AsyncConnection, tenant: str, vendor: str, product: str, contracts: list[Contract]
-) -> list[Detection]:
+) -> tuple[list[Detection], dict[str, str]]:
+    """Return the licence findings of a product's latest seat reports, and the ids of those the reports clear.
+
+    A cleared finding is one that the latest reports were checked for and do not show any more, with the reason:
+    no unused seats in the seat list or the vendor's count, or a seat list and totals of one day that agree.
+    """
     roster = await _roster(connection, tenant, vendor, product)
     entitlement = (
         await connection.execute(
@@ -125,13 +134,27 @@ async def licence_detections(
     else:
         price = seat_price_for(contracts, tenant, vendor, product)
     detections = []
+    cleared: dict[str, str] = {}
     unused = _unused_seats(tenant, vendor, product, roster, entitlement, price)
     if unused is not None:
         detections.append(unused)
+    elif roster is not None or entitlement is not None:
+        as_of = roster.as_of if roster is not None else entitlement.as_of
+        cleared[finding_id(tenant, "licence_unused", vendor, product)] = (
+            f"the seat report of {as_of.date().isoformat()} shows no unused {product} seats"
+        )
     mismatch = _seat_mismatch(tenant, vendor, product, roster, entitlement, price)
     if mismatch is not None:
         detections.append(mismatch)
-    return detections
+    elif roster is not None and _same_day(roster, entitlement):
+        cleared[finding_id(tenant, "licence_mismatch", vendor, product)] = (
+            f"the seat report of {roster.as_of.date().isoformat()} shows as many {product} seats assigned as paid for"
+        )
+    return detections, cleared
+
+
+def _same_day(roster: Roster | None, entitlement: Any) -> bool:
+    return roster is not None and entitlement is not None and roster.as_of.date() == entitlement.as_of.date()
 
 
 def _exposure(seats: int, price: tuple[Decimal, str] | None) -> str:
@@ -169,18 +192,25 @@ def _unused_seats(
         }
         evidence = tuple(seat.event_id for seat in idle)
         count, total, as_of = len(idle), len(roster.holders), roster.as_of
+        if _same_day(roster, entitlement):
+            facts["seats_entitled"] = str(entitlement.entitled_seats)
     elif entitlement is not None and entitlement.inactive_seats:
+        pending = entitlement.pending_cancellation_seats or 0
+        count = max(0, entitlement.inactive_seats - pending)
+        if count == 0:
+            return None
         facts = {
             "vendor": vendor,
             "product": product,
             "as_of": entitlement.as_of.isoformat(),
             "entitled_seats": str(entitlement.entitled_seats),
             "inactive_seats": str(entitlement.inactive_seats),
-            "monthly_exposure": _exposure(entitlement.inactive_seats, price),
-            "basis": "the vendor's count of inactive seats in its billing report",
+            "pending_cancellation": str(pending),
+            "monthly_exposure": _exposure(count, price),
+            "basis": "the vendor's count of inactive seats in its billing report, less those pending cancellation",
         }
         evidence = (entitlement.event_id,)
-        count, total, as_of = entitlement.inactive_seats, entitlement.entitled_seats, entitlement.as_of
+        total, as_of = entitlement.entitled_seats, entitlement.as_of
     else:
         return None
     return Detection(
@@ -201,7 +231,7 @@ def _unused_seats(
 def _seat_mismatch(
     tenant: str, vendor: str, product: str, roster: Roster | None, entitlement: Any, price: tuple[Decimal, str] | None
 ) -> Detection | None:
-    if roster is None or entitlement is None:
+    if roster is None or entitlement is None or not _same_day(roster, entitlement):
         return None
     assigned, entitled = len(roster.holders), entitlement.entitled_seats
     if assigned == entitled:

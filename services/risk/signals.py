@@ -26,6 +26,12 @@ def variance_detection(event: CostVarianceDetected) -> Detection:
     else:
         severity = Severity.LOW
     model = event.model or "(all models)"
+    currency = event.provider_cost.currency
+    # A variance is flagged only beyond both tolerances: more than the amount and more than the percent.
+    if event.tolerance_amount is not None:
+        tolerance = f"{event.tolerance_amount} {currency} and {event.tolerance_percent}%"
+    else:
+        tolerance = f"{event.tolerance_percent}%"
     facts = {
         "provider": event.provider,
         "day": event.day,
@@ -33,6 +39,7 @@ def variance_detection(event: CostVarianceDetected) -> Detection:
         "computed_cost": str(event.computed_cost),
         "provider_cost": str(event.provider_cost),
         "variance": str(event.variance),
+        "tolerance_amount": f"{event.tolerance_amount} {currency}" if event.tolerance_amount is not None else "-",
         "variance_percent": str(percent) if percent is not None else "(provider cost is zero)",
         "tolerance_percent": str(event.tolerance_percent),
         "likely_cause": event.likely_cause,
@@ -47,8 +54,8 @@ def variance_detection(event: CostVarianceDetected) -> Detection:
         title=f"{event.provider} {model} on {event.day}: provider charged {event.provider_cost}, "
         f"aifinops computed {event.computed_cost}",
         facts=facts,
-        interpretation=f"The provider's cost differs from the computed cost beyond the {event.tolerance_percent}% "
-        f"tolerance; likely cause: {event.likely_cause}. Check the price catalogue and the usage export.",
+        interpretation=f"The provider's cost differs from the computed cost beyond the {tolerance} tolerance; "
+        f"likely cause: {event.likely_cause}. Check the price catalogue and the usage export.",
         evidence_event_ids=(event.event_id, *event.evidence_event_ids),
     )
 

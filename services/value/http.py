@@ -1,7 +1,20 @@
 """The outcomes HTTP API: ``POST /v1/outcomes`` takes one outcome object or a list of them.
 
-The answer is 202 once every outcome is stored in the value service's outbox; a
-list is all or nothing, so one invalid outcome means 422 naming each bad field.
+Requests are signed like the ingest webhook's (``services/ingest/signing.py``): an
+HMAC-SHA256 over ``<timestamp>.<body>`` by a source listed in
+``VALUE_WEBHOOK_SECRETS_FILE``. Checks run in this order, each with its own status:
+
+- 413 body above ``VALUE_MAX_BODY_BYTES``;
+- 401 missing, unknown, stale or wrong signature; 400 an invalid tenant name;
+  403 a source writing to a tenant it is not allowed;
+- 400 not valid JSON; 422 invalid outcomes, naming each bad field (unknown fields and
+  implausibly large quantities or values included);
+- 409 an outcome id recorded before with other content;
+- 503 the database is unavailable, so the sender should retry.
+
+The response is 202 once every outcome is stored in the value service's outbox. A
+list is all or nothing, and posting the same outcomes again gets 202 with every
+outcome counted as a duplicate.
 """
 
 from __future__ import annotations
@@ -14,34 +27,108 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from services.value.intake import OutcomeIntake
+from services.ingest.importer import InvalidTenant, validate_tenant
+from services.ingest.signing import SignatureRejected, WebhookSource, load_sources, verify_request
+from services.value.intake import ConflictingOutcomes, OutcomeIntake
 from services.value.settings import ValueSettings
+from shared.db import is_transient_error
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 TENANT_HEADER = "x-aifinops-tenant"
+MAX_REJECTIONS_SHOWN = 50
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status_code: int, message: str, **extra: object) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status_code)
 
 
 def build_outcomes_app(intake: OutcomeIntake, settings: ValueSettings) -> Starlette:
+    sources: dict[str, WebhookSource] = {}
+    if settings.webhook_secrets_file is not None:
+        sources = load_sources(settings.webhook_secrets_file)
+        log.info("outcomes_api.sources_loaded", sources=",".join(sorted(sources)))
+    else:
+        log.warning("outcomes_api.signing_not_configured", hint="set VALUE_WEBHOOK_SECRETS_FILE; every post gets 401")
+
     async def post_outcomes(request: Request) -> JSONResponse:
-        body = await request.body()
-        if len(body) > settings.max_body_bytes:
-            return JSONResponse({"error": f"body is larger than {settings.max_body_bytes} bytes"}, status_code=413)
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+        except BodyTooLarge:
+            return _error(413, f"body is larger than {settings.max_body_bytes} bytes; split the outcomes")
+
+        if not sources:
+            return _error(401, "request signing is not configured on this server (VALUE_WEBHOOK_SECRETS_FILE)")
+        try:
+            source = verify_request(sources, request.headers, body)
+        except SignatureRejected as error:
+            log.warning("outcomes_api.rejected", status=error.status_code, reason=error.reason)
+            return _error(error.status_code, error.reason)
+        tenant = request.headers.get(TENANT_HEADER) or settings.tenant
+        try:
+            validate_tenant(tenant)
+        except InvalidTenant as error:
+            log.warning("outcomes_api.rejected", status=400, source=source.name, reason="invalid tenant")
+            return _error(400, f"{TENANT_HEADER}: {error}")
+        if not source.may_write(tenant, settings.tenant):
+            log.warning("outcomes_api.rejected", status=403, source=source.name, tenant=tenant[:64])
+            return _error(403, f"source {source.name!r} may not write to tenant {tenant[:64]!r}")
+
         try:
             document = json.loads(body, parse_float=str)
         except (ValueError, RecursionError) as error:
-            return JSONResponse({"error": f"body is not valid JSON: {error}"}, status_code=400)
+            return _error(400, f"body is not valid JSON: {error}")
         items = document if isinstance(document, list) else [document]
-        tenant = request.headers.get(TENANT_HEADER) or settings.tenant
-        correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        correlation_id = (request.headers.get("x-correlation-id") or str(uuid.uuid4()))[:512]
         events, errors = intake.validate(items, tenant=tenant, correlation_id=correlation_id, source="value.http")
         if errors:
-            return JSONResponse(
-                {
-                    "error": "invalid outcomes; nothing was recorded",
-                    "rejections": [{"index": e.index, "field": e.field_path, "reason": e.reason} for e in errors[:50]],
-                },
-                status_code=422,
+            return _error(
+                422,
+                "invalid outcomes; nothing was recorded",
+                rejections=[
+                    {"index": e.index, "field": e.field_path, "reason": e.reason} for e in errors[:MAX_REJECTIONS_SHOWN]
+                ],
             )
-        new, duplicate = await intake.accept(events)
+        try:
+            new, duplicate = await intake.accept(events)
+        except ConflictingOutcomes as error:
+            log.warning(
+                "outcomes_api.rejected", status=409, source=source.name, event_ids=",".join(error.event_ids[:5])
+            )
+            return _error(
+                409,
+                "outcomes restate recorded outcome ids with other content; nothing was recorded. "
+                "Send a correction under a new outcome_id",
+                conflicting_event_ids=error.event_ids[:MAX_REJECTIONS_SHOWN],
+            )
+        except Exception as error:
+            if not is_transient_error(error):
+                raise
+            log.warning("outcomes_api.store_unavailable", source=source.name, error=repr(error)[:300])
+            return JSONResponse(
+                {"error": "the value database is unavailable; retry later"},
+                status_code=503,
+                headers={"retry-after": "5"},
+            )
         return JSONResponse(
             {"accepted": new, "duplicate": duplicate, "event_ids": [e.event_id for e in events]}, status_code=202
         )

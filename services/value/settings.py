@@ -21,6 +21,11 @@ class ValueSettings(ServiceSettings):
         validation_alias=AliasChoices("VALUE_REPORTING_CURRENCY"),
         description="Currency of unit economics; costs in other currencies are left out.",
     )
+    webhook_secrets_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VALUE_WEBHOOK_SECRETS_FILE"),
+        description="YAML file of the sources that may sign outcome posts, in the ingest webhook's format.",
+    )
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0, validation_alias=AliasChoices("VALUE_MAX_BODY_BYTES"))
     use_cases_file: Path | None = Field(
         default=None,

@@ -125,10 +125,11 @@ async def test_recommendation_kinds(report: dict[str, Any]) -> None:
     expected = {
         # 0.461814 USD an hour (OpenCost, Tesla T4) × 730 hours; the T4 was at 0% for 24 hours
         ("idle_gpu", "gpu:424773df46e0/GPU-20c56d28-0da5-6d26-a36a-e7af1ce2586e"): "337.12422",
-        # 11 of 12 Copilot seats inactive this cycle × 19.00
+        # 12 Copilot seats paid, 2 assigned: octocat idle + (12 − 2) not assigned = 11 unused × 19.00
         ("unused_seats", "seats:github/github-copilot"): "209.00",
-        # Cursor 40.00 for octocat, who used Copilot later; Copilot 19.00 for octokitten, who used Cursor later
-        ("overlapping_tools", "seats:coding-assistant overlap"): "59.00",
+        # After the unused Copilot seats are removed, the later seat report lists octokitten alone, who used
+        # Cursor later: Copilot 19.00. octocat holds Cursor only now, so the Cursor 40.00 overlap is gone.
+        ("overlapping_tools", "seats:coding-assistant overlap"): "19.00",
         ("unused_seats", "seats:cursor/cursor"): "40.00",  # octocat idle 41 days on Cursor
         # 10th percentile of 30 days' Anthropic spend (0 on 11-01, then the Sundays at 6.6177): rank 3 = 6.6177;
         # 6.6177 × 30 = 198.531, down to 198.53; 10% = 19.853

@@ -348,20 +348,52 @@ class TestAzure:
         assert usage == Decimal("27.67")  # 22.0 + 1.5 + 4.0 + 0.15 + 0.02
 
     def test_constructed_native_export(self) -> None:
-        events = usage_events(read_path(DATA / "azure_cost_export_openai_constructed.csv"))
-        assert [event.model for event in events] == ["gpt-4o", "gpt-4o", "gpt-4o", "gpt-4.1-nano", None, "gpt-4o", None]
+        rows = read_path(DATA / "azure_cost_export_openai_constructed.csv")
+        events = usage_events(rows)
+        assert [event.model for event in events] == ["gpt-4o", "gpt-4o", "gpt-4o", "gpt-4.1-nano", None, "gpt-4o"]
         assert events[2].service_tier is ServiceTier.BATCH
         assert events[3].dimensions.tags["token_type"] == "cached_input"
         assert events[0].dimensions.tags["team"] == "customer-support"
         categories = [event.charge_category for event in events]
         assert categories[4] is ChargeCategory.PURCHASE
         assert categories[5] is ChargeCategory.REFUND
-        assert categories[6] is ChargeCategory.ADJUSTMENT
-        # usage 3.0 + 1.5 + 2.0 + 0.05 = 6.55; purchase 286.0; unused reservation 9.53333; refund -1.5
+        # usage 3.0 + 1.5 + 2.0 + 0.05 = 6.55; purchase 286.0; refund -1.5
         usage = sum((billed(e) for e in events if e.charge_category is ChargeCategory.USAGE), Decimal(0))
         assert usage == Decimal("6.55")
-        assert billed(events[6]) == Decimal("9.53333")
+        assert billed(events[4]) == Decimal("286.0")
         assert billed(events[5]) == Decimal("-1.5")
+
+    def test_purchase_and_unused_reservation_not_both_spend(self) -> None:
+        # Row 5 buys the reservation (Purchase, 286.0) and row 7 is 24 of its hours unused (UnusedReservation,
+        # 9.53333). A file with the purchase is the actual-cost dataset, where the 286.0 already pays for the
+        # unused hours, so row 7 is read as empty: spend = 6.55 usage + 286.0 purchase = 292.55, not 302.08333.
+        rows = read_path(DATA / "azure_cost_export_openai_constructed.csv")
+        assert rows[6].empty
+        assert rows[6].event is None
+        spend = sum(
+            (billed(e) for e in usage_events(rows) if e.charge_category is not ChargeCategory.REFUND), Decimal(0)
+        )
+        assert spend == Decimal("292.55")
+
+    def test_amortized_export_counts_unused_reservation(self) -> None:
+        # Without its purchase row (row 5) the file reads as the amortized-cost dataset, where the unused hours
+        # are the part of the reservation no usage carried: spend = 6.55 usage + 9.53333 unused = 16.08333.
+        lines = (DATA / "azure_cost_export_openai_constructed.csv").read_text().splitlines(keepends=True)
+        amortized = "".join(line for line in lines if ",Purchase," not in line)
+        events = usage_events(read_bytes("azure-cost-export", amortized.encode()))
+        assert len(events) == 6
+        assert events[5].charge_category is ChargeCategory.ADJUSTMENT
+        assert billed(events[5]) == Decimal("9.53333")
+        spend = sum((billed(e) for e in events if e.charge_category is not ChargeCategory.REFUND), Decimal(0))
+        assert spend == Decimal("16.08333")
+
+    def test_unused_savings_plan_matches_its_kind(self) -> None:
+        # A reservation purchase does not make an unused savings plan line part of it: that line stays spend.
+        lines = (DATA / "azure_cost_export_openai_constructed.csv").read_text().splitlines(keepends=True)
+        savings_plan = lines[-1].replace("UnusedReservation", "UnusedSavingsPlan")
+        rows = read_bytes("azure-cost-export", "".join([*lines[:-1], savings_plan]).encode())
+        assert not rows[6].empty
+        assert billed(usage_events(rows)[6]) == Decimal("9.53333")
 
     def test_month_first_dates(self) -> None:
         text = (DATA / "azure_cost_export_openai_constructed.csv").read_text().replace("2026-11-03", "11/03/2026")

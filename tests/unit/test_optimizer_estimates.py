@@ -8,6 +8,7 @@ tests/fixtures/optimizer, whose SOURCES.md names their origin.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -324,8 +325,9 @@ def copilot_totals() -> Entitlement:
 
 
 class TestSeats:
-    def test_unused_from_seat_totals(self) -> None:
-        # GitHub's documented billing example: 12 seats, 11 inactive this cycle, none pending cancellation.
+    def test_unused_from_seat_list_and_totals(self) -> None:
+        # GitHub's documented examples of one day: 12 seats paid for, 2 assigned. octocat is idle and octokitten
+        # is pending cancellation, so unused = 1 idle + (12 − 2) not assigned = 11.
         totals = copilot_totals()
         assert (totals.entitled_seats, totals.inactive_seats, totals.pending_cancellation_seats) == (12, 11, 0)
         result = unused_seats_estimate("github", "github-copilot", copilot_seats(), totals, list_price, POLICY)
@@ -333,9 +335,26 @@ class TestSeats:
         estimate, unused, price = result
         assert unused == 11
         assert estimate.savings == D("209.00")  # 11 × 19.00 (Copilot Business)
-        assert "unused = 11 − 0 = 11" in estimate.arithmetic
+        assert "12 entitled, 2 assigned, 1 assigned without activity" in estimate.arithmetic
+        assert "unused = 1 + 10 not assigned = 11" in estimate.arithmetic
         assert estimate.price_rows == ("seat-price:github/github-copilot/business",)
-        assert estimate.evidence[0] == "e1"
+        assert estimate.evidence == ("e1", "s1")
+
+    def test_unused_from_seat_totals_alone(self) -> None:
+        # Without a seat list, the vendor's count stands in: 11 inactive − 0 pending cancellation = 11.
+        result = unused_seats_estimate("github", "github-copilot", [], copilot_totals(), list_price, POLICY)
+        assert result is not None
+        estimate, unused, _price = result
+        assert unused == 11
+        assert "unused = 11 − 0 = 11" in estimate.arithmetic
+        assert estimate.evidence == ("e1",)
+
+    def test_totals_of_another_day_add_nothing(self) -> None:
+        # Totals from a later report describe another roster: only octocat, idle in this seat list, is unused.
+        later = replace(copilot_totals(), as_of=AS_OF + timedelta(days=30), entitled_seats=1)
+        result = unused_seats_estimate("github", "github-copilot", copilot_seats(), later, list_price, POLICY)
+        assert result is not None
+        assert result[1] == 1
 
     def test_unused_from_seat_activity(self) -> None:
         result = unused_seats_estimate("github", "github-copilot", copilot_seats(), None, list_price, POLICY)

@@ -13,12 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.allocation.commitments import drawdowns
+from aifinops.committed import risk_commitments
+from services.allocation.commitments import data_clock, drawdowns
 from services.allocation.focus import focus_csv, focus_rows
 from services.allocation.fx import FxError, FxTable
 from services.allocation.showback import ShowbackError, build_showback, check_dimensions, local_date
 from services.allocation.terms import Contract, TenantTerms
 from shared.events import Evidence, Money, UsageBucket, UsageDimensions, UsageRecorded
+from tests.conftest import EXAMPLES
 from tests.unit.test_pricing import dashboard_events
 from tests.unit.test_repricing import Setup, incoming, setup  # noqa: F401  (the fixture)
 
@@ -178,3 +180,44 @@ async def test_focus_correction_rows_add_up(setup: Setup) -> None:  # noqa: F811
     for row in original:
         assert Decimal(row["ListUnitPrice"]) * Decimal(row["PricingQuantity"]) == Decimal(row["ListCost"])
         assert Decimal(row["ContractedUnitPrice"]) * Decimal(row["PricingQuantity"]) == Decimal(row["ContractedCost"])
+
+
+async def test_commitment_as_of_data_clock(setup: Setup) -> None:  # noqa: F811
+    await setup.handler.handle(incoming(dashboard_events()))
+    clock = await data_clock(setup.database, "acme")
+    # The dashboard export's newest day is 2025-10-11, so its data reaches 2025-10-12 00:00 UTC.
+    assert clock == datetime(2025, 10, 12, tzinfo=UTC)
+    terms = TenantTerms(
+        tenant="acme",
+        contracts=(
+            Contract(
+                contract_id="c1",
+                provider="openai",
+                starts=datetime(2025, 10, 6, tzinfo=UTC),
+                ends=datetime(2025, 11, 5, tzinfo=UTC),
+                committed_spend=Money(amount=Decimal("10.00"), currency="USD"),
+            ),
+        ),
+    )
+    [at_clock] = await drawdowns(setup.database, terms, clock)
+    # Every usage day of the term is before the clock: the same 1.79858475 USD as test_commitment_drawdown.
+    assert at_clock.drawn == Money(amount=Decimal("1.79858475"), currency="USD")
+    # 6 of 30 days passed: projected 1.79858475 × 30 / 6 = 8.99292375 → 8.99
+    assert at_clock.term_elapsed_percent == Decimal("20.00")
+    assert at_clock.projected_at_term_end == Money(amount=Decimal("8.99"), currency="USD")
+    [earlier] = await drawdowns(setup.database, terms, datetime(2025, 10, 8, tzinfo=UTC))
+    # Usage after the instant projected from is not drawn down: only the days 2025-10-06 and 2025-10-07 count.
+    # 0.648614 + 0.16722875 (2025-10-06) + 0.569788 (2025-10-07) = 1.38563075
+    assert earlier.drawn == Money(amount=Decimal("1.38563075"), currency="USD")
+
+
+def test_risk_commitments_join_drawdown() -> None:
+    # The demo's contracts file holds one spend commitment (Anthropic) and one seat licence (Copilot): only the
+    # commitment becomes a drawdown contract, over its whole last day in risk's zone.
+    [anthropic] = risk_commitments(EXAMPLES / "config" / "contracts.yaml", "demo", ZoneInfo("UTC"))
+    assert anthropic.contract_id == "anthropic-commit-2026"
+    assert anthropic.provider == "anthropic"
+    assert anthropic.starts == datetime(2026, 1, 1, tzinfo=UTC)
+    assert anthropic.ends == datetime(2027, 1, 1, tzinfo=UTC)
+    assert anthropic.committed_spend == Money(amount=Decimal("500.00"), currency="USD")
+    assert risk_commitments(EXAMPLES / "config" / "contracts.yaml", "other", ZoneInfo("UTC")) == []

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from services.optimizer.policy import OptimizerPolicy
+from services.optimizer.seats import Entitlement, Seat, SeatCost, unused_seats_estimate
 from services.risk.budgets import Budget
 from services.risk.contracts import Contract, commitment_detections, renewal_detection
 from services.risk.findings import FINDINGS
@@ -193,6 +195,7 @@ class TestOtherEvents:
             variance=Money(amount=Decimal("0.6486140000000000"), currency="USD"),
             variance_percent=Decimal("72.40"),
             tolerance_percent=Decimal("1"),
+            tolerance_amount=Decimal("0.01"),
             likely_cause="usage reported on another day",
             evidence_event_ids=("cost:a",),
         )
@@ -202,6 +205,10 @@ class TestOtherEvents:
         [finding] = await findings(database, "reconciliation_variance")
         assert finding["severity"] == "high"  # 72.40 % ≥ 20 %
         assert finding["facts"]["variance"] == "0.6486140000000000 USD"
+        assert finding["facts"]["tolerance_amount"] == "0.01 USD"
+        assert finding["facts"]["tolerance_percent"] == "1"
+        assert list(finding["facts"]).index("tolerance_amount") == list(finding["facts"]).index("variance") + 1
+        assert "beyond the 0.01 USD and 1% tolerance" in finding["interpretation"]
         assert finding["revision"] == 1
 
     async def test_value_unlinked_then_linked(self, database: Database) -> None:
@@ -303,6 +310,69 @@ class TestLicences:
         assert mismatch["title"] == "10 of 12 paid github-copilot seats are not assigned to anyone"
         assert mismatch["facts"]["monthly_exposure"] == "190.00 USD a month (10 × 19.00)"
 
+    async def test_findings_match_optimizer_seats(self, database: Database) -> None:
+        # One seat report read by risk and by the optimizer: the recommendation's unused seats must be the
+        # finding's 1 idle seat plus the mismatch finding's 12 − 2 = 10 paid seats nobody is assigned, 11 in all.
+        handler, _ = risk_handler(database, RiskConfig(contracts=[COPILOT]))
+        as_of = datetime(2021, 11, 20, tzinfo=UTC)
+        events, totals = seat_events(as_of), entitlement(as_of)
+        await handler.handle_seat_activity(incoming(events))
+        await handler.handle_seat_entitlements(incoming([totals]))
+        [unused] = await findings(database, "licence_unused_seats")
+        [mismatch] = await findings(database, "licence_seat_mismatch")
+
+        seats = [
+            Seat(e.vendor, e.product, e.seat_holder, e.as_of, e.last_activity_at, e.plan, e.pending_cancellation_date,
+                 e.event_id)
+            for e in events
+        ]  # fmt: skip
+        optimizer_totals = Entitlement(
+            totals.vendor, totals.product, totals.as_of, totals.entitled_seats, totals.active_seats,
+            totals.inactive_seats, totals.pending_cancellation_seats, totals.event_id,
+        )  # fmt: skip
+        price = SeatCost(Decimal("19.00"), "USD", "row", "contract")
+        result = unused_seats_estimate(
+            "github", "github-copilot", seats, optimizer_totals, lambda *_: price, OptimizerPolicy()
+        )
+        assert result is not None
+        estimate, optimizer_unused, _price = result
+
+        assert unused["facts"]["seats_assigned"] == mismatch["facts"]["seats_assigned"] == "2"
+        assert unused["facts"]["seats_entitled"] == mismatch["facts"]["seats_entitled"] == "12"
+        assert unused["facts"]["unused_30_days"] == "1"
+        assert optimizer_unused == 1 + (12 - 2)
+        assert "12 entitled, 2 assigned, 1 assigned without activity" in estimate.arithmetic
+        # Exposure: 19.00 (1 idle) + 190.00 (10 not assigned) = 209.00, the recommendation's 11 × 19.00.
+        assert estimate.savings == Decimal("209.00")
+
+    async def test_later_report_resolves_findings(self, database: Database) -> None:
+        handler, _ = risk_handler(database, RiskConfig(contracts=[COPILOT]))
+        as_of = datetime(2021, 11, 20, tzinfo=UTC)
+        await handler.handle_seat_activity(incoming(seat_events(as_of)))
+        await handler.handle_seat_entitlements(incoming([entitlement(as_of)]))
+
+        # A month later octocat's idle seat and the 10 unassigned ones are gone: octokitten alone, 1 seat paid for.
+        later = as_of + timedelta(days=30)
+        [_octocat, octokitten] = seat_events(later)
+        await handler.handle_seat_activity(incoming([octokitten]))
+        totals = entitlement(later).model_copy(update={"entitled_seats": 1, "inactive_seats": 0})
+        await handler.handle_seat_entitlements(incoming([totals]))
+
+        [unused] = await findings(database, "licence_unused_seats")
+        [mismatch] = await findings(database, "licence_seat_mismatch")
+        assert unused["status"] == "resolved"
+        assert mismatch["status"] == "resolved"
+
+    async def test_totals_of_another_day_not_compared(self, database: Database) -> None:
+        handler, _ = risk_handler(database, RiskConfig(contracts=[COPILOT]))
+        as_of = datetime(2021, 11, 20, tzinfo=UTC)
+        await handler.handle_seat_activity(incoming(seat_events(as_of)))
+        await handler.handle_seat_entitlements(incoming([entitlement(as_of + timedelta(days=30))]))
+
+        assert await findings(database, "licence_seat_mismatch") == []
+        [unused] = await findings(database, "licence_unused_seats")
+        assert "seats_entitled" not in unused["facts"]
+
     async def test_vendor_count_without_seat_list(self, database: Database) -> None:
         handler, _ = risk_handler(database, RiskConfig(contracts=[COPILOT]))
 
@@ -354,6 +424,21 @@ class TestContracts:
         assert shortfall["facts"]["elapsed_days"] == "307.00"
         assert shortfall["facts"]["projected_at_term_end"] == "39.36 USD"
         assert shortfall["facts"]["shortfall"] == "460.64 USD"
+
+    async def test_commitment_follows_data_clock(self, database: Database) -> None:
+        handler, _ = risk_handler(database, RiskConfig(contracts=[ANTHROPIC]))
+        usage = cost("sonnet", start=datetime(2026, 11, 3, tzinfo=UTC), amount="33.105", provider="anthropic",
+                     model="claude-sonnet-4-5", priced_model="claude-sonnet-4-5", service="messages")  # fmt: skip
+        later = cost("gpt", start=datetime(2026, 11, 11, tzinfo=UTC), amount="1.00")  # another provider's usage
+        await handler.handle(incoming([usage]))
+        await handler.handle(incoming([later]))
+
+        [shortfall] = await findings(database, "commitment_shortfall")
+        # The OpenAI day moves the data clock to 2026-11-12 00:00 UTC, so the Anthropic commitment is projected
+        # again from there: 304 days to 2026-11-01 + 11 = 315 days. 33.105 × 365 / 315 = 38.3597… → 38.36 USD.
+        assert shortfall["facts"]["data_through"] == "2026-11-12T00:00:00+00:00"
+        assert shortfall["facts"]["elapsed_days"] == "315.00"
+        assert shortfall["facts"]["projected_at_term_end"] == "38.36 USD"
 
     async def test_commitment_on_track_is_quiet(self, database: Database) -> None:
         usage = cost("big", start=datetime(2026, 6, 30, tzinfo=UTC), amount="240.00", tenant="acme",

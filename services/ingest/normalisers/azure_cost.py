@@ -10,6 +10,10 @@ agreement types, so they are matched without regard to case. Reading rules:
 - ``ChargeType`` keeps its own category (Purchase, Tax, Refund), and unused
   reservation or savings-plan hours and rounding are adjustments. A Usage row with a negative
   cost is a refund, never netted into usage.
+- A reservation or savings plan is spend once, whichever dataset the export is (see
+  ``commitment_dataset``): its Purchase row in the actual-cost dataset, its
+  UnusedReservation or UnusedSavingsPlan rows with the amortized usage in the
+  amortized-cost dataset.
 - Azure OpenAI meters (``MeterCategory`` "Azure OpenAI") also give the model, token
   kind and deployment as tags (see ``azure_meters``). The quantity stays in the
   export's own unit (``UnitOfMeasure``), because exports are not consistent about
@@ -20,7 +24,11 @@ agreement types, so they are matched without regard to case. Reading rules:
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO
@@ -60,6 +68,7 @@ ALIASES = {
     "resource_group": ("resourcegroup", "resourcegroupname"),
     "tags": ("tags",),
     "description": ("productname", "product"),
+    "pricing_model": ("pricingmodel",),
 }
 
 _CHARGE_TYPES = {
@@ -74,6 +83,18 @@ _CHARGE_TYPES = {
     "adjustment": ChargeCategory.ADJUSTMENT,
 }
 MEASURE_MARKERS = ("cost", "quantity", "price")
+
+# Actual-cost and amortized-cost exports have the same columns, so the rows tell which dataset a file is.
+# Source: Microsoft Learn, "Get Enterprise Agreement and Microsoft Customer Agreement reservation costs and usage"
+# (https://learn.microsoft.com/azure/cost-management-billing/reservations/understand-reserved-instance-usage-ea).
+# The actual-cost dataset has the reservation purchases (ChargeType Purchase) and no unused reservation rows.
+# The amortized-cost dataset has no purchase records: it spreads the purchase over the usage it covered and shows
+# the unused hours with their value as ChargeType UnusedReservation. Savings plans follow the same rule with
+# UnusedSavingsPlan. So an unused row is spend only when its purchase is not in the file. A file with both
+# restates part of the purchase, and its unused rows are read as empty.
+# NOTE: such a mixed file may also carry amortized cost on covered usage rows, which this rule cannot see.
+UNUSED_COMMITMENT_KINDS = {"unusedreservation": "reservation", "unusedsavingsplan": "savingsplan"}
+SPOOL_MEMORY_BYTES = 16 * 1024 * 1024
 
 
 def _columns(header: list[str]) -> dict[str, str]:
@@ -119,6 +140,36 @@ def azure_tags(cell: str | None) -> dict[str, str]:
     return string_tags(parsed)
 
 
+def commitment_dataset(stream: IO[bytes]) -> set[str]:
+    """Return the commitment kinds ("reservation", "savingsplan") whose Purchase rows the export contains.
+
+    A Purchase row in an export without a PricingModel column counts for both kinds, because no column shows
+    which one it bought.
+    The stream stays open. Text that is not UTF-8 or not CSV ends the scan, and the import then reports it.
+    """
+    purchased: set[str] = set()
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        reader = csv.reader(text, delimiter=",")
+        header = [name.strip() for name in next(reader, [])]
+        columns = _columns(header)
+        for cells in reader:
+            row = dict(zip(header, cells, strict=False))
+            if (_cell(row, columns, "charge_type") or "").lower() != "purchase":
+                continue
+            if "pricing_model" not in columns:
+                purchased |= set(UNUSED_COMMITMENT_KINDS.values())
+                continue
+            model = (_cell(row, columns, "pricing_model") or "").lower().replace(" ", "")
+            if model in UNUSED_COMMITMENT_KINDS.values():
+                purchased.add(model)
+    except (csv.Error, UnicodeDecodeError):
+        pass  # the second pass raises the same error with the row number
+    finally:
+        text.detach()
+    return purchased
+
+
 class AzureCostExport:
     format_name = "azure-cost-export"
     description = "Azure Cost Management cost details export, actual or amortized (CSV)"
@@ -130,8 +181,14 @@ class AzureCostExport:
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
         columns: dict[str, str] | None = None
+        # Two passes: the first finds the purchases that decide how unused commitment rows read.
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115 (closed in finally)
         try:
-            for row_number, header, row in read_rows(stream, what="the Azure cost export", delimiter=","):
+            shutil.copyfileobj(stream, spool)
+            spool.seek(0)
+            purchased = commitment_dataset(spool)  # type: ignore[arg-type]
+            spool.seek(0)
+            for row_number, header, row in read_rows(spool, what="the Azure cost export", delimiter=","):  # type: ignore[arg-type]
                 if columns is None:
                     columns = _columns(header)
                     missing = [key for key in ("date", "cost") if key not in columns]
@@ -139,6 +196,10 @@ class AzureCostExport:
                         names = " or ".join(ALIASES[missing[0]])
                         raise FormatError(f"the Azure cost export lacks a {missing[0]} column ({names})")
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                unused_kind = UNUSED_COMMITMENT_KINDS.get((_cell(row, columns, "charge_type") or "").lower())
+                if unused_kind in purchased:
+                    yield RowResult(row_number, raw, empty=True)
+                    continue
                 try:
                     event = self._event(row, columns, row_number, raw, context, identities)
                 except ROW_ERRORS as error:
@@ -147,6 +208,7 @@ class AzureCostExport:
                     yield RowResult(row_number, raw, event=event)
         finally:
             identities.close()
+            spool.close()
 
     def _event(
         self,

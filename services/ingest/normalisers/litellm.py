@@ -78,7 +78,10 @@ def _json_field(value: Any, field_path: str) -> Any:
 
 def _instant(value: Any, field_path: str) -> datetime:
     if isinstance(value, str) and value.strip() and value.strip()[0].isdigit() and "-" not in value:
-        value = Decimal(value)  # Unix seconds written as a JSON number
+        try:
+            value = Decimal(value)  # Unix seconds written as a JSON number
+        except InvalidOperation:  # str.isdigit is also true for digits such as "²" that Decimal rejects
+            raise RowRejected(field_path, f"is neither an RFC 3339 time nor Unix seconds: {value[:64]!r}") from None
     if isinstance(value, int | Decimal):
         try:
             return datetime.fromtimestamp(float(value), UTC)
