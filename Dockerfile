@@ -7,6 +7,7 @@ COPY shared ./shared
 COPY services ./services
 COPY aifinops ./aifinops
 COPY examples ./examples
+COPY deploy ./deploy
 RUN pip install --no-cache-dir .
 
 USER nobody
