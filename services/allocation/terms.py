@@ -99,7 +99,10 @@ class TenantTerms:
 
 @functools.lru_cache(maxsize=4096)
 def empty_terms(tenant: str) -> TenantTerms:
-    """Return the terms of a tenant without a terms entry; one shared instance per tenant, not to be changed."""
+    """Return the terms of a tenant without a terms entry.
+
+    Callers share one instance per tenant and must not change it.
+    """
     return TenantTerms(tenant=tenant)
 
 
