@@ -126,10 +126,13 @@ class BatchProcessor(Generic[EventT]):
 
     async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         decoded: list[Incoming[EventT]] = []
+        validate = self.event_model.model_validate_json
         for record in records:
-            item = await self._decode(record)
-            if item is not None:
-                decoded.append(item)
+            raw = record.value if isinstance(record.value, bytes) else bytes(record.value or b"")
+            try:
+                decoded.append(Incoming(record=record, event=validate(raw)))
+            except ValidationError as error:
+                await self._dead_letter_invalid(record, raw, error)
         if not decoded:
             return
         try:
@@ -148,19 +151,14 @@ class BatchProcessor(Generic[EventT]):
             for item in decoded:
                 await self._handle_alone(item)
 
-    async def _decode(self, record: ConsumerRecord[Any, Any]) -> Incoming[EventT] | None:
-        raw = record.value if isinstance(record.value, bytes) else bytes(record.value or b"")
-        try:
-            return Incoming(record=record, event=self.event_model.model_validate_json(raw))
-        except ValidationError as error:
-            field_path, reason = describe_validation_error(error)
-            await self.dead_letters.send(
-                original=raw,
-                reason=f"invalid {self.event_model.EVENT_TYPE} event: {reason}",
-                field_path=field_path,
-                record=record,
-            )
-            return None
+    async def _dead_letter_invalid(self, record: ConsumerRecord[Any, Any], raw: bytes, error: ValidationError) -> None:
+        field_path, reason = describe_validation_error(error)
+        await self.dead_letters.send(
+            original=raw,
+            reason=f"invalid {self.event_model.EVENT_TYPE} event: {reason}",
+            field_path=field_path,
+            record=record,
+        )
 
     async def _handle_alone(self, item: Incoming[EventT]) -> None:
         last_error: Exception | None = None

@@ -412,18 +412,13 @@ class CostAllocated(EventEnvelope):
     correction: CostCorrection | None = Field(default=None, description="Set on revisions above 1.")
     region: str | None = Field(default=None, description="Provider region of the usage, as the usage event gave it.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_share(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("shares") and data.get("allocation") is not None:
-            data = {
-                **data,
-                "shares": ({"allocation": data["allocation"], "fraction": Decimal(1), "amount": data.get("cost")},),
-            }
-        return data
-
     @model_validator(mode="after")
     def _status_matches_cost(self) -> CostAllocated:
+        if not self.shares:
+            # Without shares the primary owner carries all of the cost. This runs after validation, not before,
+            # because a model-wide "before" hook makes pydantic build Python objects from JSON before validating.
+            share = AllocationShare(allocation=self.allocation, fraction=Decimal(1), amount=self.cost)
+            self.__dict__["shares"] = (share,)
         if self.status is CostStatus.UNPRICED and self.cost is not None:
             raise ValueError("an unpriced cost event must not carry a cost")
         if self.status is not CostStatus.UNPRICED and self.cost is None:

@@ -6,6 +6,7 @@ price book and rules in force and with the usage metrics that proportional split
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -58,6 +59,19 @@ class BuiltCost:
     share_lines: list[list[Decimal]]
     split_pool: str | None
     list_cost: Decimal | None
+
+    # The ledger row and the revision row store the same texts, so each is written once per cost.
+    @functools.cached_property
+    def lines_json(self) -> str:
+        return lines_json(self.cost)
+
+    @functools.cached_property
+    def shares_json(self) -> str:
+        return shares_json(self.cost)
+
+    @functools.cached_property
+    def share_lines_json(self) -> str:
+        return json.dumps([[str(amount) for amount in parts] for parts in self.share_lines])
 
 
 def split_pool_of(event: UsageRecorded, rules: AllocationRules) -> str | None:
@@ -190,17 +204,17 @@ def ledger_row(built: BuiltCost, event: UsageRecorded, version: str, zone: ZoneI
         "environment": cost.allocation.environment,
         "rule_id": cost.allocation.rule_id,
         "catalogue_version": cost.catalogue_version,
-        "lines_json": lines_json(cost),
+        "lines_json": built.lines_json,
         "quantities_json": json.dumps({bucket.value: str(value) for bucket, value in cost.quantities.items()}),
         "dimensions_json": cost.dimensions.model_dump_json(),
-        "shares_json": shares_json(cost),
+        "shares_json": built.shares_json,
         "revision": cost.revision,
         "recorded_at": utc_now(),
         "product": cost.allocation.product,
         "usage_json": event.model_dump_json(),
         "pricing_version": version,
         "list_cost_amount": built.list_cost,
-        "share_lines_json": json.dumps([[str(amount) for amount in parts] for parts in built.share_lines]),
+        "share_lines_json": built.share_lines_json,
         "split_pool": built.split_pool,
         "token_count": int(sum((q for b, q in event.quantities.items() if b in TOKEN_BUCKETS), Decimal(0))),
         "request_count": event.request_count or 0,
@@ -227,9 +241,9 @@ def revision_row(built: BuiltCost, version: str, reason: str | None) -> dict[str
         "cost_amount": cost.cost.amount if cost.cost else None,
         "cost_currency": cost.cost.currency if cost.cost else None,
         "list_cost_amount": built.list_cost,
-        "lines_json": lines_json(cost),
-        "shares_json": shares_json(cost),
-        "share_lines_json": json.dumps([[str(amount) for amount in parts] for parts in built.share_lines]),
+        "lines_json": built.lines_json,
+        "shares_json": built.shares_json,
+        "share_lines_json": built.share_lines_json,
         "pricing_version": version,
         "reason": reason,
         "recorded_at": utc_now(),

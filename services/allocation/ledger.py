@@ -13,6 +13,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
+from types import EllipsisType
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -75,13 +76,16 @@ async def build_with_metrics(
     revision: int = 1,
     correction: CostCorrection | None = None,
     cache: MetricsCache | None = None,
+    pool: str | None | EllipsisType = ...,
 ) -> BuiltCost:
     """Build a cost, reading the month's usage metrics from the ledger when its split needs them.
 
     ``cache`` keeps the metrics of each tenant month for the caller's transaction, so a batch of
-    shared costs reads each month once.
+    shared costs reads each month once. ``pool`` is the event's split pool when the caller already
+    looked it up (``split_pool_of``).
     """
-    pool = split_pool_of(event, loaded.rules)
+    if pool is ...:
+        pool = split_pool_of(event, loaded.rules)
     if pool is None or not loaded.rules.proportional_metrics(pool):
         return build_cost(event, loaded.book, loaded.rules, revision=revision, correction=correction)
     first = build_cost(event, loaded.book, loaded.rules)
@@ -102,12 +106,16 @@ async def store_new_costs(
     Costs owned directly are stored first, so that a proportional split in the same batch
     already weighs this batch's usage.
     """
-    direct = [event for event in events if split_pool_of(event, loaded.rules) is None]
-    shared = [event for event in events if split_pool_of(event, loaded.rules) is not None]
+    pools = {event.event_id: split_pool_of(event, loaded.rules) for event in events}
+    direct = [event for event in events if pools[event.event_id] is None]
+    shared = [event for event in events if pools[event.event_id] is not None]
     fresh: list[BuiltCost] = []
     cache: MetricsCache = {}
     for group in (direct, shared):
-        built = [await build_with_metrics(connection, event, loaded, cache=cache) for event in group]
+        built = [
+            await build_with_metrics(connection, event, loaded, cache=cache, pool=pools[event.event_id])
+            for event in group
+        ]
         rows = [
             ledger_row(item, event, loaded.version, loaded.book.terms_for(event.tenant).time_zone)
             for item, event in zip(built, group, strict=True)

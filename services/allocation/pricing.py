@@ -13,9 +13,11 @@ is rounded before it is stored.
 
 from __future__ import annotations
 
+import bisect
 import decimal
 import hashlib
 import re
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +26,16 @@ from typing import Literal
 
 from services.allocation.terms import TenantTerms, empty_terms
 from shared.catalogue import ContextTier, PriceCatalogue, PriceRow
-from shared.events import BUCKET_UNITS, CostLine, CostStatus, Money, PricingBasis, UsageBucket, UsageRecorded
+from shared.events import (
+    BUCKET_UNITS,
+    CostLine,
+    CostStatus,
+    Money,
+    PricingBasis,
+    ServiceTier,
+    UsageBucket,
+    UsageRecorded,
+)
 
 ARITHMETIC = decimal.Context(prec=50)
 HUNDRED = Decimal(100)
@@ -90,7 +101,7 @@ def price_usage(event: UsageRecorded, book: PriceBook | PriceCatalogue) -> Price
         return _unpriced(f"model {event.model!r} of {event.provider} is not in price catalogue {book.version}")
 
     at = event.period_start
-    known_rows = [row for _, prices in lists for row in prices.rows_for(event.provider, priced_model)]
+    known_rows = [row for _, prices in lists for row in _index(prices).rows(event.provider, priced_model)]
     if not any(row.covers(at) for row in known_rows):
         first = min(row.effective_from for row in known_rows)
         return _unpriced(
@@ -100,7 +111,12 @@ def price_usage(event: UsageRecorded, book: PriceBook | PriceCatalogue) -> Price
         )
 
     tiers = sorted(
-        {tier for _, prices in lists for tier in prices.context_tiers(event.provider, priced_model, at)},
+        {
+            tier
+            for _, prices in lists
+            if _index(prices).has_context_tiers(event.provider, priced_model)
+            for tier in prices.context_tiers(event.provider, priced_model, at)
+        },
         key=lambda tier: tier.over,
     )
     context, context_problem = decide_context_tier(event, tiers)
@@ -128,10 +144,83 @@ def price_usage(event: UsageRecorded, book: PriceBook | PriceCatalogue) -> Price
         return _unpriced(
             f"prices for {priced_model} are in several currencies ({', '.join(sorted(currencies))})", priced_model
         )
-    total = Money.zero(currencies.pop())
+    amount = Decimal(0)
     for line in lines:
-        total = Money(amount=ARITHMETIC.add(total.amount, line.amount.amount), currency=total.currency)
+        amount = ARITHMETIC.add(amount, line.amount.amount)
+    total = Money(amount=amount, currency=currencies.pop())
     return PricedUsage(CostStatus.PRICED, priced_model, tuple(lines), total, context_tier=context)
+
+
+class _CatalogueIndex:
+    """Per-model lookups on one price list, cached because PriceCatalogue scans every row for each of them.
+
+    A price list is not changed after it is loaded (a reload builds a new one), so the answers stay true.
+    """
+
+    def __init__(self, prices: PriceCatalogue) -> None:
+        self._prices = prices
+        self._models = frozenset(prices.models())
+        self._rows: dict[tuple[str, str], tuple[PriceRow, ...]] = {}
+        self._boundaries: dict[tuple[str, str], list[datetime]] = {}
+        self._prices_found: dict[tuple[object, ...], PriceRow | None] = {}
+
+    def has_model(self, provider: str, model: str) -> bool:
+        return (provider, model) in self._models
+
+    def rows(self, provider: str, model: str) -> tuple[PriceRow, ...]:
+        key = (provider, model)
+        found = self._rows.get(key)
+        if found is None:
+            found = self._rows[key] = tuple(self._prices.rows_for(provider, model))
+        return found
+
+    def price(
+        self,
+        provider: str,
+        model: str,
+        tier: ServiceTier,
+        bucket: UsageBucket,
+        at: datetime,
+        *,
+        region: str | None,
+        context_over: int | None,
+    ) -> PriceRow | None:
+        """Return ``PriceCatalogue.price`` without the reasoning fallback, looked up once per stretch of time.
+
+        That lookup reads only the rows of this provider, model, tier and bucket and compares ``at`` with their
+        effective_from and effective_to. Instants with the same number of those boundaries at or before them
+        therefore get the same row, so the row is kept under that number.
+        """
+        boundaries = self._boundaries.get((provider, model))
+        if boundaries is None:
+            instants = set()
+            for row in self.rows(provider, model):
+                instants.add(row.effective_from)
+                if row.effective_to is not None:
+                    instants.add(row.effective_to)
+            boundaries = self._boundaries[(provider, model)] = sorted(instants)
+        key = (provider, model, tier, bucket, region, context_over, bisect.bisect_right(boundaries, at))
+        if key in self._prices_found:
+            return self._prices_found[key]
+        found = self._prices.price(
+            provider, model, tier, bucket, at, region=region, context_over=context_over, reasoning_falls_back=False
+        )
+        self._prices_found[key] = found
+        return found
+
+    def has_context_tiers(self, provider: str, model: str) -> bool:
+        """Tell whether any row of the model has a long-context tier, at any time."""
+        return any(row.context_over is not None for row in self.rows(provider, model))
+
+
+_INDEXES: weakref.WeakKeyDictionary[PriceCatalogue, _CatalogueIndex] = weakref.WeakKeyDictionary()
+
+
+def _index(prices: PriceCatalogue) -> _CatalogueIndex:
+    index = _INDEXES.get(prices)
+    if index is None:
+        index = _INDEXES[prices] = _CatalogueIndex(prices)
+    return index
 
 
 def _price_lists(book: PriceBook, terms: TenantTerms) -> list[tuple[PriceSource, PriceCatalogue]]:
@@ -152,7 +241,7 @@ def _resolve_model(
     catalogue: PriceCatalogue,
 ) -> str | None:
     """Resolve a reported model id by exact match, the tenant's aliases, then the catalogue's aliases."""
-    if any((provider, model) in prices.models() for _, prices in lists):
+    if any(_index(prices).has_model(provider, model) for _, prices in lists):
         return model
     if (provider, model) in terms.aliases:
         return terms.aliases[(provider, model)]
@@ -171,7 +260,7 @@ def _find_price(
         wanted.append(UsageBucket.OUTPUT_TOKENS)  # only when no price list has a reasoning row of its own
     for candidate in wanted:
         for source, prices in lists:
-            row = prices.price(
+            row = _index(prices).price(
                 event.provider,
                 model,
                 event.service_tier,
@@ -179,7 +268,6 @@ def _find_price(
                 event.period_start,
                 region=event.region,
                 context_over=context.over if context else None,
-                reasoning_falls_back=False,
             )
             if row is not None:
                 return source, row

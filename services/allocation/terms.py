@@ -30,6 +30,7 @@ Every error names the tenant, contract and field.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -96,7 +97,12 @@ class TenantTerms:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def empty_terms(tenant: str) -> TenantTerms:
+    """Return the terms of a tenant without a terms entry.
+
+    Callers share one instance per tenant and must not change it.
+    """
     return TenantTerms(tenant=tenant)
 
 

@@ -10,7 +10,7 @@ from services.optimizer.tables import TABLES
 from shared.catalogue import PriceCatalogue
 from shared.events import CostAllocated, GpuUtilisationReported, SeatActivityReported, SeatEntitlementReported
 from shared.logging import get_logger
-from shared.service import ServiceRuntime, run_service
+from shared.service import COST_BATCH_RECORDS, ServiceRuntime, run_service
 from shared.topics import Topic
 
 log = get_logger(__name__)
@@ -36,7 +36,9 @@ async def main() -> None:
         seat_prices=SeatPrices.load(),
         gpu_prices=load_gpu_prices(),
     )
-    runtime.subscribe(Topic.COST_ALLOCATED, CostAllocated, handler.handle)
+    # Each batch recomputes the figures its costs touch once, whatever its size, so larger batches do less work
+    # per cost when costs arrive faster than they are recomputed.
+    runtime.subscribe(Topic.COST_ALLOCATED, CostAllocated, handler.handle, max_records=COST_BATCH_RECORDS)
     runtime.subscribe(Topic.SEAT_ACTIVITY_REPORTED, SeatActivityReported, handler.handle_seat_activity)
     runtime.subscribe(Topic.SEAT_ENTITLEMENT_REPORTED, SeatEntitlementReported, handler.handle_seat_entitlements)
     runtime.subscribe(Topic.GPU_UTILISATION_REPORTED, GpuUtilisationReported, handler.handle_gpu_utilisation)

@@ -10,11 +10,12 @@ input to cache reads at the month's prices.
 
 from __future__ import annotations
 
+import bisect
 import decimal
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from services.optimizer.policy import Alternative, OptimizerPolicy
@@ -62,6 +63,47 @@ def _number(value: Decimal) -> str:
     return f"{int(text):,}"
 
 
+_BEFORE_ALL = datetime.min.replace(tzinfo=UTC)
+
+
+class _PriceLookup:
+    """Look up catalogue prices once per stretch of time in which no price row of the model starts or ends.
+
+    ``PriceCatalogue.price`` reads only rows of the given provider and model, and each row covers an instant by
+    comparing it with the row's effective_from and effective_to. Two instants with the same number of those
+    boundaries at or before them therefore get the same row, so the result is kept under that number.
+    """
+
+    def __init__(self, catalogue: PriceCatalogue) -> None:
+        self.catalogue = catalogue
+        self._boundaries: dict[tuple[str, str], list[datetime]] = {}
+        self._found: dict[tuple[str, str, ServiceTier, UsageBucket, int], PriceRow | None] = {}
+
+    def stretch(self, provider: str, model: str, at: datetime) -> int:
+        """Return the number of the stretch that contains ``at``: how many boundaries lie at or before it."""
+        boundaries = self._boundaries.get((provider, model))
+        if boundaries is None:
+            instants = set()
+            for row in self.catalogue.rows_for(provider, model):
+                instants.add(row.effective_from)
+                if row.effective_to is not None:
+                    instants.add(row.effective_to)
+            boundaries = self._boundaries[(provider, model)] = sorted(instants)
+        return bisect.bisect_right(boundaries, at)
+
+    def price_in(
+        self, provider: str, model: str, tier: ServiceTier, bucket: UsageBucket, stretch: int
+    ) -> PriceRow | None:
+        """Return the row in effect throughout a stretch that ``stretch`` numbered for this provider and model."""
+        key = (provider, model, tier, bucket, stretch)
+        if key not in self._found:
+            boundaries = self._boundaries[(provider, model)]
+            # Any instant of the stretch will do: its opening boundary, or for the first stretch the earliest time.
+            at = boundaries[stretch - 1] if stretch > 0 else _BEFORE_ALL
+            self._found[key] = self.catalogue.price(provider, model, tier, bucket, at)
+        return self._found[key]
+
+
 def _compare(
     samples: Sequence[UsageSample],
     current: tuple[str, str, ServiceTier],
@@ -72,16 +114,23 @@ def _compare(
 
     Returns None when a price is missing on either side.
     """
-    totals: dict[tuple[UsageBucket, PriceRow, PriceRow], Decimal] = defaultdict(Decimal)
+    prices = _PriceLookup(catalogue)
+    # Quantities are first added up per bucket and per stretch of time with the same price rows on both sides,
+    # then each sum is priced once.
+    stretches: dict[tuple[UsageBucket, int, int], Decimal] = defaultdict(Decimal)
     for sample in samples:
+        now_stretch = prices.stretch(current[0], current[1], sample.period_start)
+        alt_stretch = prices.stretch(alternative[0], alternative[1], sample.period_start)
         for bucket, quantity in sample.quantities.items():
-            if quantity == 0:
-                continue
-            now = catalogue.price(*current, bucket, sample.period_start)
-            alt = catalogue.price(*alternative, bucket, sample.period_start)
-            if now is None or alt is None or now.currency != alt.currency:
-                return None
-            totals[(bucket, now, alt)] += quantity
+            if quantity != 0:
+                stretches[(bucket, now_stretch, alt_stretch)] += quantity
+    totals: dict[tuple[UsageBucket, PriceRow, PriceRow], Decimal] = defaultdict(Decimal)
+    for (bucket, now_stretch, alt_stretch), quantity in stretches.items():
+        now = prices.price_in(*current, bucket, now_stretch)
+        alt = prices.price_in(*alternative, bucket, alt_stretch)
+        if now is None or alt is None or now.currency != alt.currency:
+            return None
+        totals[(bucket, now, alt)] += quantity
     if not totals:
         return None
     savings = Decimal(0)

@@ -16,9 +16,11 @@ Implemented recommendations of the tenants in a batch are measured again afterwa
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -80,6 +82,21 @@ ENTITLEMENTS = OptimizerSeatEntitlement.__table__  # type: ignore[attr-defined]
 GPUS = OptimizerGpuUtilisation.__table__  # type: ignore[attr-defined]
 RECOMMENDATIONS = OptimizerRecommendation.__table__  # type: ignore[attr-defined]
 BASELINE_PLACES = Decimal("0.000001")
+# The usage columns that token recommendations read; reading no others keeps each recomputation light.
+TOKEN_COLUMNS = (
+    "usage_event_id",
+    "cost_event_id",
+    "use_case",
+    "service_tier",
+    "month",
+    "period_start",
+    "period_end",
+    "quantities_json",
+    "request_count",
+    "cost_amount",
+    "cost_currency",
+    "tags_json",
+)
 
 
 def usage_row(cost: CostAllocated) -> dict[str, Any]:
@@ -257,19 +274,18 @@ class OptimizerHandler:
     async def _recompute_tokens(
         self, connection: AsyncConnection, tenant: str, team: str, provider: str, model: str
     ) -> list[SavingsRecommended]:
-        rows = (
-            await connection.execute(
-                select(USAGE)
-                .where(
-                    USAGE.c.tenant == tenant,
-                    USAGE.c.team == team,
-                    USAGE.c.provider == provider,
-                    USAGE.c.priced_model == model,
-                    USAGE.c.status == CostStatus.PRICED.value,
-                )
-                .order_by(USAGE.c.period_start, USAGE.c.usage_event_id)
+        result = await connection.execute(
+            select(*(USAGE.c[name] for name in TOKEN_COLUMNS))
+            .where(
+                USAGE.c.tenant == tenant,
+                USAGE.c.team == team,
+                USAGE.c.provider == provider,
+                USAGE.c.priced_model == model,
+                USAGE.c.status == CostStatus.PRICED.value,
             )
-        ).all()
+            .order_by(USAGE.c.period_start, USAGE.c.usage_event_id)
+        )
+        rows = [_TokenUsage.of(tuple(row)) for row in result]
         proposals: list[Proposal] = []
         if rows:
             proposals += await self._batch_tier(connection, tenant, team, provider, model, rows)
@@ -280,7 +296,7 @@ class OptimizerHandler:
         """Say why a standard-tier usage row can wait for the batch tier: (group key, reason), or None."""
         if row.use_case in self.policy.non_interactive_use_cases:
             return f"use_case:{row.use_case}", f"use case {row.use_case} is declared non-interactive"
-        tags = json.loads(row.tags_json or "{}")
+        tags = _parse_tags(row.tags_json or "{}")
         required_tags = self.policy.batch_tags
         if required_tags and all(tags.get(key) == value for key, value in required_tags.items()):
             label = ",".join(f"{key}={value}" for key, value in sorted(required_tags.items()))
@@ -804,17 +820,43 @@ def _outside_business_hours(start: datetime, end: datetime, policy: OptimizerPol
     return True
 
 
+@dataclass(slots=True)
+class _TokenUsage:
+    """One usage row as token recommendations read it (the columns of TOKEN_COLUMNS), with its parsed sample."""
+
+    usage_event_id: str
+    cost_event_id: str
+    use_case: str | None
+    service_tier: str
+    month: str
+    period_start: datetime
+    period_end: datetime | None
+    quantities_json: str
+    request_count: int | None
+    cost_amount: Decimal | None
+    cost_currency: str | None
+    tags_json: str
+    sample: UsageSample
+
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> _TokenUsage:
+        usage_event_id, cost_event_id, _use_case, _tier, _month, period_start, _end, quantities, requests = row[:9]
+        sample = UsageSample(cost_event_id, usage_event_id, period_start, _parse_quantities(quantities), requests)
+        return cls(*row, sample=sample)
+
+
+# Usage rows repeat the same few quantity and tag texts, so each text is parsed once. The parsed values are shared
+# between rows and must not be changed.
+@functools.lru_cache(maxsize=8192)
+def _parse_quantities(text: str) -> dict[UsageBucket, Decimal]:
+    return {UsageBucket(name): Decimal(value) for name, value in json.loads(text).items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_tags(text: str) -> dict[str, str]:
+    return dict(json.loads(text))
+
+
 def _latest_month(rows: Sequence[Any]) -> tuple[str, list[UsageSample]]:
     month = max(row.month for row in rows)
-    samples = [
-        UsageSample(
-            cost_event_id=row.cost_event_id,
-            usage_event_id=row.usage_event_id,
-            period_start=row.period_start,
-            quantities={UsageBucket(name): Decimal(value) for name, value in json.loads(row.quantities_json).items()},
-            request_count=row.request_count,
-        )
-        for row in rows
-        if row.month == month
-    ]
-    return month, samples
+    return month, [row.sample for row in rows if row.month == month]

@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.optimizer.estimates import format_number
@@ -70,7 +70,13 @@ async def resource_cost_by_month(
 
 
 async def _by_month(connection: AsyncConnection, conditions: list[Any]) -> dict[str, Decimal]:
-    # Summed here rather than in SQL, because SQLite keeps exact amounts as text and would sum them as floats.
+    if connection.dialect.name == "postgresql":
+        # NUMERIC sums are exact, so PostgreSQL adds up the months instead of sending every row here.
+        summed = await connection.execute(
+            select(USAGE.c.month, func.sum(USAGE.c.cost_amount)).where(*conditions).group_by(USAGE.c.month)
+        )
+        return {month: amount for month, amount in summed if amount is not None}
+    # Summed here on SQLite, which keeps exact amounts as text and would sum them as floats.
     rows = (await connection.execute(select(USAGE.c.month, USAGE.c.cost_amount).where(*conditions))).all()
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for row in rows:

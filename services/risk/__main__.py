@@ -27,7 +27,7 @@ from shared.events import (
     ValueMapped,
 )
 from shared.logging import get_logger
-from shared.service import ServiceRuntime, run_service
+from shared.service import COST_BATCH_RECORDS, ServiceRuntime, run_service
 from shared.topics import Topic
 
 log = get_logger(__name__)
@@ -70,7 +70,9 @@ async def main() -> None:
         time_zone=settings.time_zone,
     )
     handler = RiskHandler(runtime.database, runtime.outbox, config)
-    runtime.subscribe(Topic.COST_ALLOCATED, CostAllocated, handler.handle)
+    # Each batch recomputes the figures its costs touch once, whatever its size, so larger batches do less work
+    # per cost when costs arrive faster than they are recomputed.
+    runtime.subscribe(Topic.COST_ALLOCATED, CostAllocated, handler.handle, max_records=COST_BATCH_RECORDS)
     runtime.subscribe(Topic.COST_VARIANCE_DETECTED, CostVarianceDetected, handler.handle_variances)
     runtime.subscribe(Topic.SEAT_ACTIVITY_REPORTED, SeatActivityReported, handler.handle_seat_activity)
     runtime.subscribe(Topic.SEAT_ENTITLEMENT_REPORTED, SeatEntitlementReported, handler.handle_seat_entitlements)

@@ -11,7 +11,7 @@ from services.value.tables import TABLES
 from services.value.use_cases import UseCaseRegister
 from shared.events import CostAllocated, OutcomeRecorded
 from shared.logging import get_logger
-from shared.service import ServiceRuntime, run_service
+from shared.service import COST_BATCH_RECORDS, ServiceRuntime, run_service
 from shared.topics import Topic
 
 log = get_logger(__name__)
@@ -23,7 +23,9 @@ async def main() -> None:
     use_cases = UseCaseRegister.load(settings.use_cases_file)
     log.info("value.configured", use_cases=",".join(use_cases.names()), currency=settings.reporting_currency)
     handler = ValueHandler(runtime.database, runtime.outbox, settings.reporting_currency, use_cases)
-    runtime.subscribe(Topic.COST_ALLOCATED, CostAllocated, handler.handle_costs)
+    # Each batch recomputes the figures its costs touch once, whatever its size, so larger batches do less work
+    # per cost when costs arrive faster than they are recomputed.
+    runtime.subscribe(Topic.COST_ALLOCATED, CostAllocated, handler.handle_costs, max_records=COST_BATCH_RECORDS)
     runtime.subscribe(Topic.OUTCOME_RECORDED, OutcomeRecorded, handler.handle_outcomes)
     app = build_outcomes_app(OutcomeIntake(runtime.outbox), settings)
 

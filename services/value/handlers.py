@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select, union
+from sqlalchemy import case, delete, func, select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.value.economics import (
@@ -190,23 +190,7 @@ class ValueHandler:
     async def _recompute(
         self, connection: AsyncConnection, tenant: str, use_case: str, month: str
     ) -> list[ValueMapped]:
-        costs = ValueCostEntry.__table__  # type: ignore[attr-defined]
-        cost_rows = (
-            await connection.execute(
-                select(costs.c.cost_amount, costs.c.cost_currency, costs.c.status).where(
-                    costs.c.tenant == tenant, costs.c.use_case == use_case, costs.c.month == month
-                )
-            )
-        ).all()
-        cost = sum(
-            (
-                row.cost_amount
-                for row in cost_rows
-                if row.status != CostStatus.UNPRICED.value and row.cost_currency == self.currency
-            ),
-            Decimal(0),
-        )
-        cost_events = sum(1 for row in cost_rows if row.status != CostStatus.UNPRICED.value)
+        cost, cost_events = await self._month_cost(connection, tenant, use_case, month)
 
         outcomes = ValueOutcome.__table__  # type: ignore[attr-defined]
         outcome_rows = (
@@ -256,6 +240,36 @@ class ValueHandler:
                 )
             )
         return [item for item in results if item is not None]
+
+    async def _month_cost(
+        self, connection: AsyncConnection, tenant: str, use_case: str, month: str
+    ) -> tuple[Decimal, int]:
+        """Return a use case month's cost in the reporting currency and how many priced cost rows it has."""
+        costs = ValueCostEntry.__table__  # type: ignore[attr-defined]
+        conditions = (
+            costs.c.tenant == tenant,
+            costs.c.use_case == use_case,
+            costs.c.month == month,
+            costs.c.status != CostStatus.UNPRICED.value,
+        )
+        if connection.dialect.name == "postgresql":
+            # NUMERIC sums are exact, so PostgreSQL adds up the month instead of sending every row here.
+            in_currency = costs.c.cost_currency == self.currency
+            row = (
+                await connection.execute(
+                    select(
+                        func.sum(case((in_currency, costs.c.cost_amount))),
+                        func.count(),
+                    ).where(*conditions)
+                )
+            ).one()
+            return (row[0] if row[0] is not None else Decimal(0)), int(row[1])
+        # SQLite stores amounts as text, which its SUM would turn into binary floats.
+        cost_rows = (
+            await connection.execute(select(costs.c.cost_amount, costs.c.cost_currency).where(*conditions))
+        ).all()
+        cost = sum((row.cost_amount for row in cost_rows if row.cost_currency == self.currency), Decimal(0))
+        return cost, len(cost_rows)
 
     def _outcome_totals(self, rows: list[Any]) -> OutcomeTotals:
         valued = [row for row in rows if row.value_amount is not None and row.value_currency == self.currency]
