@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
 
-from services.ingest.normalisers.base import FormatError, InvalidSyntax
+from services.ingest.normalisers.base import FormatError, InvalidSyntax, RowRejected
 
 MAX_FIELD_CHARS = 64 * 1024
 csv.field_size_limit(MAX_FIELD_CHARS)
+
+# Key that read_rows adds to a row whose cell count differs from the header's. Its value is
+# "LINE\x1fREASON", and the unit separator keeps it apart from any real column name.
+CELL_COUNT_ERROR = "\x1fcell count"
 
 
 def peek(stream: IO[bytes], size: int = 64) -> tuple[IO[bytes], bytes]:
@@ -27,7 +31,9 @@ def read_rows(
 
     Without a delimiter, a tab in the header line means TSV and anything else CSV.
     The raw text of a row is not kept by the csv module, so evidence stores the
-    parsed cells; the byte stream is decoded as UTF-8 (a BOM is dropped).
+    parsed cells; the byte stream is decoded as UTF-8 (a BOM is dropped). A row with
+    more or fewer cells than the header is never padded or cut: it still has every
+    header column (so header checks pass), and ``cell_count_error`` rejects it.
     """
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     try:
@@ -46,6 +52,7 @@ def read_rows(
     header = [name.strip() for name in header]
     row_number = 0
     while True:
+        first_line_number = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
@@ -57,9 +64,23 @@ def read_rows(
         row_number += 1
         if not cells:
             continue
-        yield (
-            row_number,
-            header,
-            dict(zip(header, cells, strict=False))
-            | ({"__extra__": "\x1f".join(cells[len(header) :])} if len(cells) > len(header) else {}),
+        if len(cells) == len(header):
+            yield row_number, header, dict(zip(header, cells, strict=True))
+            continue
+        row = dict(zip(header, cells, strict=False))
+        row.update((name, "") for name in header[len(cells) :])
+        relation = "more" if len(cells) > len(header) else "fewer"
+        row[CELL_COUNT_ERROR] = (
+            f"{first_line_number}\x1fhas {len(cells)} cells, {relation} than the {len(header)} columns of the "
+            "header; check for a missing or unquoted delimiter"
         )
+        yield row_number, header, row
+
+
+def cell_count_error(row: Mapping[str, Any]) -> RowRejected | None:
+    """Return the rejection of a row that read_rows marked as having more or fewer cells than the header."""
+    marker = row.get(CELL_COUNT_ERROR)
+    if marker is None:
+        return None
+    line, _, reason = marker.partition("\x1f")
+    return RowRejected(f"line {line}", reason)

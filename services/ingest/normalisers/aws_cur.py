@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import IO
 
-from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers._csv import cell_count_error, read_rows
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
     FormatError,
@@ -154,6 +154,10 @@ class AwsCur:
                         raise FormatError(f"the CUR file lacks required columns: {', '.join(missing)}")
                     checked_header = True
                 raw = json.dumps(cells, ensure_ascii=False, sort_keys=True).encode()
+                misaligned = cell_count_error(cells)
+                if misaligned is not None:
+                    yield RowResult(row_number, raw, error=misaligned)
+                    continue
                 line_type = (row.get("line_item_line_item_type") or "").strip().lower()
                 if line_type in ABSORBED_TYPES:
                     yield RowResult(row_number, raw, empty=True)
@@ -180,8 +184,6 @@ class AwsCur:
             value = (row.get(name) or "").strip()
             return value or None
 
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
         category = _CATEGORIES.get(line_type)
         if category is None:
             raise RowRejected("lineItem/LineItemType", f"unknown line item type {cell('line_item_line_item_type')!r}")
@@ -231,9 +233,7 @@ class AwsCur:
         natural_key = {
             name: value
             for name, value in row.items()
-            if name != "__extra__"
-            and name not in UNSTABLE_COLUMNS
-            and not any(marker in name for marker in MEASURE_MARKERS)
+            if name not in UNSTABLE_COLUMNS and not any(marker in name for marker in MEASURE_MARKERS)
         }
         return UsageRecorded(
             event_id=identities.event_id(natural_key),

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO
 
-from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers._csv import cell_count_error, read_rows
 from services.ingest.normalisers.azure_meters import read_meter
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
@@ -139,6 +139,10 @@ class AzureCostExport:
                         names = " or ".join(ALIASES[missing[0]])
                         raise FormatError(f"the Azure cost export lacks a {missing[0]} column ({names})")
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                misaligned = cell_count_error(row)
+                if misaligned is not None:
+                    yield RowResult(row_number, raw, error=misaligned)
+                    continue
                 try:
                     event = self._event(row, columns, row_number, raw, context, identities)
                 except ROW_ERRORS as error:
@@ -157,8 +161,6 @@ class AzureCostExport:
         context: ImportContext,
         identities: IdentityAllocator,
     ) -> UsageRecorded:
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
         start, end = azure_day(_cell(row, columns, "date"), columns["date"])
         cost = decimal_value(_cell(row, columns, "cost"), columns["cost"])
         assert cost is not None
@@ -202,9 +204,7 @@ class AzureCostExport:
         list_cost = decimal_value(_cell(row, columns, "list_cost"), columns.get("list_cost", ""), required=False)
         quantity = decimal_value(_cell(row, columns, "quantity"), columns.get("quantity", "Quantity"), required=False)
         natural_key = {
-            name: value
-            for name, value in row.items()
-            if name != "__extra__" and not any(marker in name.lower() for marker in MEASURE_MARKERS)
+            name: value for name, value in row.items() if not any(marker in name.lower() for marker in MEASURE_MARKERS)
         }
         return UsageRecorded(
             event_id=identities.event_id(natural_key),

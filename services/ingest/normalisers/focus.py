@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO
 
-from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers._csv import cell_count_error, read_rows
 from services.ingest.normalisers.azure_meters import read_meter
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
@@ -129,6 +129,10 @@ class FocusCsv:
                         raise FormatError(f"the FOCUS file lacks required columns: {', '.join(missing)}")
                     checked_header = True
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                misaligned = cell_count_error(row)
+                if misaligned is not None:
+                    yield RowResult(row_number, raw, error=misaligned)
+                    continue
                 try:
                     yield RowResult(row_number, raw, event=self._event(row, row_number, raw, context, identities))
                 except ROW_ERRORS as error:
@@ -139,8 +143,6 @@ class FocusCsv:
     def _event(
         self, row: dict[str, str], row_number: int, raw: bytes, context: ImportContext, identities: IdentityAllocator
     ) -> UsageRecorded:
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
         start = _instant(_cell(row, "ChargePeriodStart"), "ChargePeriodStart")
         end = _instant(_cell(row, "ChargePeriodEnd"), "ChargePeriodEnd")
         if end < start:
@@ -218,11 +220,7 @@ class FocusCsv:
 @functools.lru_cache(maxsize=16)
 def _identity_columns(columns: tuple[str, ...]) -> tuple[str, ...]:
     """Return the columns that identify a row: all but the measured amounts, worked out once per header."""
-    return tuple(
-        column
-        for column in columns
-        if column != "__extra__" and not any(marker in column for marker in MEASURE_MARKERS)
-    )
+    return tuple(column for column in columns if not any(marker in column for marker in MEASURE_MARKERS))
 
 
 def _tags(cell: str | None) -> dict[str, str]:

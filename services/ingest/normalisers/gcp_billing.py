@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any
 
-from services.ingest.normalisers._csv import peek, read_rows
+from services.ingest.normalisers._csv import cell_count_error, peek, read_rows
 from services.ingest.normalisers._json import canonical_bytes, load_json_or_lines
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
@@ -177,8 +177,9 @@ class GcpBillingExport:
         context: ImportContext,
         identities: IdentityAllocator,
     ) -> tuple[UsageRecorded, tuple[UsageRecorded, ...]]:
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
+        misaligned = cell_count_error(row)
+        if misaligned is not None:
+            raise misaligned
         start = _instant(row.get("usage_start_time"), "usage_start_time")
         end = _instant(row.get("usage_end_time"), "usage_end_time")
         if end < start:

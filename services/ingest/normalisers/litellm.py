@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any
 
-from services.ingest.normalisers._csv import peek, read_rows
+from services.ingest.normalisers._csv import cell_count_error, peek, read_rows
 from services.ingest.normalisers._json import canonical_bytes, load_json_or_lines
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
@@ -184,6 +184,9 @@ class _LiteLLMRecords:
     ) -> UsageRecorded | None:
         if not isinstance(record, dict):
             raise RowRejected(f"record {row_number}", "must be an object")
+        misaligned = cell_count_error(record)
+        if misaligned is not None:
+            raise misaligned
         event_id = identities.provider_id("request", record.get(self.id_field), self.id_field)
         if str(record.get("cache_hit")).lower() == "true":
             return None

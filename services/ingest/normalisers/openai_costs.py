@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any
 
-from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers._csv import cell_count_error, read_rows
 from services.ingest.normalisers._json import BucketResult, bucket_results, load_json, page_items
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
@@ -174,6 +174,10 @@ class OpenAIDashboardCosts:
                         raise FormatError(f"the OpenAI dashboard cost export lacks columns: {', '.join(missing)}")
                     checked_header = True
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                misaligned = cell_count_error(row)
+                if misaligned is not None:
+                    yield RowResult(row_number, raw, error=misaligned)
+                    continue
                 if not row.get("amount_value", "").strip() and not row.get("amount_currency", "").strip():
                     yield RowResult(row_number, raw, empty=True)  # a day without charges, not a zero charge
                     continue
@@ -189,8 +193,6 @@ class OpenAIDashboardCosts:
     def _event(
         self, row: dict[str, Any], row_number: int, raw: bytes, context: ImportContext, identities: IdentityAllocator
     ) -> ProviderCostReported:
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
         start = epoch_seconds(row.get("start_time"), "start_time")
         end = epoch_seconds(row.get("end_time"), "end_time")
         if end < start:

@@ -12,13 +12,12 @@ import json
 from collections.abc import Iterator
 from typing import IO
 
-from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers._csv import cell_count_error, read_rows
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
-    RowRejected,
     RowResult,
     as_rejection,
     epoch_seconds,
@@ -52,6 +51,10 @@ class OpenAIDashboardUsageExport:
                         raise FormatError(f"the OpenAI dashboard export lacks columns: {', '.join(missing)}")
                     checked_header = True
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                misaligned = cell_count_error(row)
+                if misaligned is not None:
+                    yield RowResult(row_number, raw, error=misaligned)
+                    continue
                 if all(not row.get(column, "").strip() for column in METRIC_COLUMNS):
                     yield RowResult(row_number, raw, empty=True)
                     continue
@@ -65,8 +68,6 @@ class OpenAIDashboardUsageExport:
     def _event(
         self, row: dict[str, str], row_number: int, raw: bytes, context: ImportContext, identities: IdentityAllocator
     ) -> UsageRecorded:
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
         start = epoch_seconds(row.get("start_time"), "start_time")
         end = epoch_seconds(row.get("end_time"), "end_time")
         quantities = token_buckets(dict(row), "")

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from services.ingest.normalisers._csv import peek, read_rows
+from services.ingest.normalisers._csv import CELL_COUNT_ERROR, cell_count_error, peek, read_rows
 from services.ingest.normalisers._json import canonical_bytes, load_json
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
@@ -285,6 +285,8 @@ class Microsoft365CopilotUsage:
         columns = {column: name for name, column in M365_FIELDS} | {column: name for name, column, _ in M365_APPS}
         for row_number, _header, row in read_rows(buffered, what="the Microsoft 365 Copilot usage report"):
             record = {columns[column]: value for column, value in row.items() if column in columns}
+            if CELL_COUNT_ERROR in row:
+                record[CELL_COUNT_ERROR] = row[CELL_COUNT_ERROR]
             yield row_number, record, json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
 
     def _event(
@@ -297,6 +299,9 @@ class Microsoft365CopilotUsage:
     ) -> SeatActivityReported:
         if "__invalid__" in record:
             raise RowRejected(f"value[{row_number - 1}]", "must be an object")
+        misaligned = cell_count_error(record)
+        if misaligned is not None:
+            raise misaligned
         as_of, _ = utc_day(record.get("reportRefreshDate"), "reportRefreshDate")
         holder = optional_str(record.get("userPrincipalName"), "userPrincipalName")
         if holder is None:

@@ -1,0 +1,102 @@
+"""Bad input as a new user would feed it: each case ends in a clear error naming the line or field.
+
+Where a sample file is the starting point, it is one of the CSV samples that the
+fuzz tests use too, listed with its source in the SOURCES.md beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from services.ingest.normalisers import NORMALISERS, ImportContext, RowResult
+from tests.conftest import EXAMPLES, ROOT
+
+FIXTURES = ROOT / "tests" / "fixtures" / "ingest"
+DATA = EXAMPLES / "data"
+CSV_SAMPLES = {
+    "focus-csv": DATA / "focus_1.0_sample_trimmed.csv",
+    "aws-cur": DATA / "aws_cur2_bedrock_gpu_constructed.csv",
+    "azure-cost-export": DATA / "azure_cost_export_openai_constructed.csv",
+    "gcp-billing-export": FIXTURES / "gcp_billing_export" / "koku_gcp_billing_export_202011.csv",
+    "openai-dashboard-usage": DATA / "dashboard_export_usage_completions.tsv",
+    "openai-dashboard-costs": FIXTURES / "openai_usage_costs" / "dashboard_export_costs_daily.tsv",
+}
+CONTEXT = ImportContext(tenant="acme", correlation_id="test", received_at=datetime(2026, 11, 20, tzinfo=UTC))
+
+
+def read(format_name: str, data: bytes) -> list[RowResult]:
+    return list(NORMALISERS[format_name].rows(io.BytesIO(data), CONTEXT))
+
+
+def sample_rows(path: Path) -> tuple[str, list[list[str]]]:
+    """Return the delimiter and the header plus the first three data rows of a sample, as cells."""
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    delimiter = "\t" if "\t" in lines[0] else ","
+    return delimiter, list(csv.reader(lines[:4], delimiter=delimiter))
+
+
+def written(delimiter: str, rows: list[list[str]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode()
+
+
+class TestRowLength:
+    @pytest.mark.parametrize("format_name", sorted(CSV_SAMPLES))
+    def test_short_and_long_rows_rejected_with_line(self, format_name: str) -> None:
+        delimiter, rows = sample_rows(CSV_SAMPLES[format_name])
+        header, first, second, third = rows
+        width = len(header)
+        rows = [header, first, second[:-2], [*third, "surplus"]]  # data rows 2 and 3 sit on lines 3 and 4
+
+        results = read(format_name, written(delimiter, rows))
+
+        assert [row.row_number for row in results] == [1, 2, 3]
+        assert results[0].error is None
+        short, long = results[1].error, results[2].error
+        assert short is not None and long is not None
+        assert short.field_path == "line 3"
+        assert short.reason.startswith(f"has {width - 2} cells, fewer than the {width} columns of the header")
+        assert long.field_path == "line 4"
+        assert long.reason.startswith(f"has {width + 1} cells, more than the {width} columns of the header")
+
+    def test_short_row_is_not_counted_as_empty(self) -> None:
+        # The dashboard export counts a row without metrics as empty, and a row cut short must not pass for one.
+        delimiter, rows = sample_rows(CSV_SAMPLES["openai-dashboard-usage"])
+        header, first = rows[0], rows[1]
+
+        results = read("openai-dashboard-usage", written(delimiter, [header, first[:3]]))
+
+        assert len(results) == 1
+        assert results[0].empty is False
+        assert results[0].error is not None
+        assert results[0].error.field_path == "line 2"
+
+    def test_quoted_newline_counts_its_lines(self) -> None:
+        # A cell with a line break inside quotes spans two lines, so the next row starts on line 4, not 3.
+        delimiter, rows = sample_rows(CSV_SAMPLES["focus-csv"])
+        header, first, second = rows[0], rows[1], rows[2]
+        description = header.index("ChargeDescription")
+        first[description] = "first line\nsecond line"
+
+        results = read("focus-csv", written(delimiter, [header, first, second[:-1]]))
+
+        assert results[0].error is None
+        assert results[1].error is not None
+        assert results[1].error.field_path == "line 4"
+
+    def test_m365_csv_row_length(self) -> None:
+        path = FIXTURES / "seats_licences" / "m365_copilot_usage_user_detail_header_only.csv"
+        header = path.read_text(encoding="utf-8-sig").splitlines()[0]
+
+        results = read("m365-copilot-usage", f"{header}\n2026-11-30,7,someone@example.com\n".encode())
+
+        assert len(results) == 1
+        assert results[0].error is not None
+        assert results[0].error.field_path == "line 2"
+        assert "3 cells, fewer than" in results[0].error.reason
