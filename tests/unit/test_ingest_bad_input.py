@@ -6,6 +6,7 @@ fuzz tests use too, listed with its source in the SOURCES.md beside it.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from services.ingest.normalisers import NORMALISERS, ImportContext, RowResult
+from services.ingest.normalisers import NORMALISERS, ImportContext, InvalidSyntax, RowResult, _csv
 from tests.conftest import EXAMPLES, ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "ingest"
@@ -31,6 +32,14 @@ CONTEXT = ImportContext(tenant="acme", correlation_id="test", received_at=dateti
 
 def read(format_name: str, data: bytes) -> list[RowResult]:
     return list(NORMALISERS[format_name].rows(io.BytesIO(data), CONTEXT))
+
+
+def event_fields(row: RowResult) -> list[dict[str, object]]:
+    return [event.model_dump(exclude={"produced_at"}) for event in row.events]
+
+
+def rejection(row: RowResult) -> tuple[str, str] | None:
+    return (row.error.field_path, row.error.reason) if row.error is not None else None
 
 
 def sample_rows(path: Path) -> tuple[str, list[list[str]]]:
@@ -100,3 +109,65 @@ class TestRowLength:
         assert results[0].error is not None
         assert results[0].error.field_path == "line 2"
         assert "3 cells, fewer than" in results[0].error.reason
+
+
+class TestEncoding:
+    @pytest.mark.parametrize("format_name", sorted(CSV_SAMPLES))
+    def test_invalid_utf8_names_byte_offset(self, format_name: str) -> None:
+        data = CSV_SAMPLES[format_name].read_bytes()
+        second_line = data.index(b"\n") + 1
+        broken = data[: second_line + 4] + b"\xff" + data[second_line + 5 :]
+
+        with pytest.raises(InvalidSyntax) as raised:
+            read(format_name, broken)
+
+        assert f"byte 0xff at offset {second_line + 4} (line 2) is invalid" in str(raised.value)
+
+    @pytest.mark.parametrize(
+        ("format_name", "path"),
+        [
+            ("gcp-billing-export", DATA / "gcp_billing_export_vertex_ai_constructed.ndjson"),
+            ("cloudevents", DATA / "cloudevents_gpu_cluster_constructed.json"),
+            ("openai-usage-completions", DATA / "spec_example_usage_completions.json"),
+            ("dcgm-exporter", DATA / "dcgm_exporter_scrapes_constructed.prom"),
+        ],
+    )
+    def test_invalid_utf8_in_json_and_metrics(self, format_name: str, path: Path) -> None:
+        data = path.read_bytes()
+        at = data.index(b"\n", 100) + 1  # the start of the line after byte 100
+        line = data.count(b"\n", 0, at) + 1
+
+        with pytest.raises(InvalidSyntax) as raised:
+            read(format_name, data[:at] + b"\xc3(" + data[at:])
+
+        assert f"byte 0xc3 at offset {at} (line {line}) is invalid" in str(raised.value)
+
+    def test_utf16_is_named(self) -> None:
+        text = CSV_SAMPLES["openai-dashboard-usage"].read_text()
+
+        with pytest.raises(InvalidSyntax, match="is UTF-16 text; save or export it as UTF-8"):
+            read("openai-dashboard-usage", text.encode("utf-16"))
+
+    @pytest.mark.parametrize(
+        ("format_name", "path"),
+        [
+            *sorted(CSV_SAMPLES.items()),
+            ("gcp-billing-export", DATA / "gcp_billing_export_vertex_ai_constructed.ndjson"),
+            ("cloudevents", DATA / "cloudevents_gpu_cluster_constructed.json"),
+            ("dcgm-exporter", DATA / "dcgm_exporter_scrapes_constructed.prom"),
+        ],
+    )
+    def test_bom_reads_like_no_bom(self, format_name: str, path: Path) -> None:
+        plain = read(format_name, path.read_bytes().removeprefix(codecs.BOM_UTF8))
+        with_bom = read(format_name, codecs.BOM_UTF8 + path.read_bytes().removeprefix(codecs.BOM_UTF8))
+
+        assert len(with_bom) == len(plain)
+        assert [event_fields(row) for row in with_bom] == [event_fields(row) for row in plain]
+        assert [rejection(row) for row in with_bom] == [rejection(row) for row in plain]
+
+    def test_line_longer_than_limit(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(_csv, "MAX_LINE_BYTES", 200)
+        data = CSV_SAMPLES["focus-csv"].read_bytes()
+
+        with pytest.raises(InvalidSyntax, match="the FOCUS file line 1 is longer than 200 bytes"):
+            read("focus-csv", data)

@@ -8,9 +8,11 @@ import itertools
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
+from services.ingest.normalisers._text import not_utf8, without_bom
 from services.ingest.normalisers.base import FormatError, InvalidSyntax, RowRejected
 
 MAX_FIELD_CHARS = 64 * 1024
+MAX_LINE_BYTES = 16 * 1024 * 1024
 csv.field_size_limit(MAX_FIELD_CHARS)
 
 # Key that read_rows adds to a row whose cell count differs from the header's. Its value is
@@ -19,9 +21,9 @@ CELL_COUNT_ERROR = "\x1fcell count"
 
 
 def peek(stream: IO[bytes], size: int = 64) -> tuple[IO[bytes], bytes]:
-    """Return a stream that still yields every byte, and up to ``size`` of its first bytes."""
+    """Return a stream that still yields every byte, and up to ``size`` of its first bytes after any UTF-8 BOM."""
     buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[arg-type]
-    return buffered, buffered.peek(size)[:size]
+    return buffered, without_bom(buffered.peek(size)[:size])
 
 
 def read_rows(
@@ -35,19 +37,16 @@ def read_rows(
     more or fewer cells than the header is never padded or cut: it still has every
     header column (so header checks pass), and ``cell_count_error`` rejects it.
     """
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    try:
-        first_line = text.readline(MAX_FIELD_CHARS * 4)
-    except UnicodeDecodeError as error:
-        raise InvalidSyntax(f"{what} is not UTF-8 text: {error}") from None
+    lines = _decoded_lines(stream, what)
+    first_line = next(lines, "")
+    if not first_line.strip():
+        raise FormatError(f"{what} is empty" if not first_line else f"{what} has an empty header line")
     if delimiter is None:
         delimiter = "\t" if "\t" in first_line else ","
-    reader = csv.reader(itertools.chain([first_line], text), delimiter=delimiter)
+    reader = csv.reader(itertools.chain([first_line], lines), delimiter=delimiter)
     try:
         header = next(reader)
-    except StopIteration:
-        raise FormatError(f"{what} is empty") from None
-    except (csv.Error, UnicodeDecodeError) as error:
+    except csv.Error as error:
         raise FormatError(f"{what} has an unreadable header: {error}") from None
     header = [name.strip() for name in header]
     row_number = 0
@@ -58,9 +57,7 @@ def read_rows(
         except StopIteration:
             return
         except csv.Error as error:
-            raise InvalidSyntax(f"{what} row {row_number + 1} is not valid CSV: {error}") from None
-        except UnicodeDecodeError as error:
-            raise InvalidSyntax(f"{what} row {row_number + 1} is not UTF-8: {error}") from None
+            raise InvalidSyntax(f"{what} line {reader.line_num} is not valid CSV: {error}") from None
         row_number += 1
         if not cells:
             continue
@@ -84,3 +81,29 @@ def cell_count_error(row: Mapping[str, Any]) -> RowRejected | None:
         return None
     line, _, reason = marker.partition("\x1f")
     return RowRejected(f"line {line}", reason)
+
+
+def _decoded_lines(stream: IO[bytes], what: str) -> Iterator[str]:
+    """Yield each line of a UTF-8 byte stream as text, without a leading BOM.
+
+    Lines are decoded one at a time, so an invalid byte is reported with its offset in the
+    whole input. A line longer than MAX_LINE_BYTES is rejected before it is held in memory.
+    """
+    offset = 0
+    line_number = 0
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        line_number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise InvalidSyntax(f"{what} line {line_number} is longer than {MAX_LINE_BYTES} bytes")
+        if offset == 0:
+            stripped = without_bom(line)
+            offset, line = len(line) - len(stripped), stripped
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise not_utf8(what, line, error, offset, line_number) from None
+        offset += len(line)
+        yield text

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from services.ingest.normalisers._text import decode_utf8
 from services.ingest.normalisers.base import FormatError, InvalidSyntax, RowRejected
 from shared.logging import get_logger
 
@@ -20,8 +21,11 @@ def load_json(stream: IO[bytes], what: str) -> Any:
     data = stream.read(MAX_JSON_BYTES + 1)
     if len(data) > MAX_JSON_BYTES:
         raise FormatError(f"{what} is larger than {MAX_JSON_BYTES} bytes; split it into pages")
+    text = decode_utf8(data, what)
+    if not text.strip():
+        raise FormatError(f"{what} is empty")
     try:
-        document = json.loads(data, parse_float=str, parse_constant=_reject_constant)
+        document = json.loads(text, parse_float=str, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as error:
         raise InvalidSyntax(f"{what} is not valid JSON: {error}") from None
     _check_depth(document, what)
@@ -57,21 +61,24 @@ def load_json_or_lines(stream: IO[bytes], what: str) -> list[Any]:
     data = stream.read(MAX_JSON_BYTES + 1)
     if len(data) > MAX_JSON_BYTES:
         raise FormatError(f"{what} is larger than {MAX_JSON_BYTES} bytes; split it into pages")
+    text = decode_utf8(data, what)
+    if not text.strip():
+        raise FormatError(f"{what} is empty")
     try:
-        document = json.loads(data, parse_float=str, parse_constant=_reject_constant)
+        document = json.loads(text, parse_float=str, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         if not error.msg.startswith("Extra data"):
             raise InvalidSyntax(f"{what} is not valid JSON: {error}") from None
-        return _json_lines(data, what)
+        return _json_lines(text, what)
     except (ValueError, RecursionError) as error:
         raise InvalidSyntax(f"{what} is not valid JSON: {error}") from None
     _check_depth(document, what)
     return document if isinstance(document, list) else [document]
 
 
-def _json_lines(data: bytes, what: str) -> list[Any]:
+def _json_lines(text: str, what: str) -> list[Any]:
     documents: list[Any] = []
-    for line_number, line in enumerate(data.splitlines(), start=1):
+    for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

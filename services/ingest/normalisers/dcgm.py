@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import IO
 
+from services.ingest.normalisers._text import decode_utf8
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
     FormatError,
@@ -96,10 +97,7 @@ class DcgmExporterMetrics:
         data = stream.read(MAX_INPUT_BYTES + 1)
         if len(data) > MAX_INPUT_BYTES:
             raise FormatError(f"the metrics input is larger than {MAX_INPUT_BYTES} bytes; send one scrape at a time")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InvalidSyntax(f"the metrics input is not UTF-8 text: {error}") from None
+        text = decode_utf8(data, "the metrics input")
         series = self._series(text)
         identities = IdentityAllocator(context.tenant, self.format_name)
         try:
