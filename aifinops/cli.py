@@ -135,6 +135,11 @@ def import_command(
             console.print(
                 f"  rejected row {rejection.row_number}: {rejection.field_path}: {rejection.reason}", highlight=False
             )
+        if summary.rows_read == 0:
+            console.print(
+                f"  {file.name} has no data rows (only a header, or an empty list), so nothing was imported",
+                highlight=False,
+            )
     if summary.rejected:
         sys.exit(1)
 

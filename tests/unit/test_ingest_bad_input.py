@@ -9,12 +9,23 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from services.ingest.normalisers import NORMALISERS, ImportContext, InvalidSyntax, RowResult, _csv
+from aifinops.cli import main
+from services.ingest.normalisers import (
+    NORMALISERS,
+    EmptyInput,
+    ImportContext,
+    InvalidSyntax,
+    RowResult,
+    _csv,
+    detect_format,
+)
 from tests.conftest import EXAMPLES, ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "ingest"
@@ -171,3 +182,77 @@ class TestEncoding:
 
         with pytest.raises(InvalidSyntax, match="the FOCUS file line 1 is longer than 200 bytes"):
             read("focus-csv", data)
+
+
+class TestDetection:
+    @pytest.mark.parametrize(
+        ("path", "expected"),
+        [
+            (DATA / "spec_example_usage_completions.json", "openai-usage-completions"),
+            (DATA / "cookbook_real_usage_completions_buckets.json", "openai-usage-completions"),
+            (FIXTURES / "openai_usage_costs" / "spec_example_usage_embeddings.json", "openai-usage-embeddings"),
+        ],
+    )
+    def test_minified_json_before_csv(self, path: Path, expected: str) -> None:
+        # On one line, the page's keys include every column the dashboard export detector looks for.
+        minified = json.dumps(json.loads(path.read_bytes())).encode()
+
+        assert detect_format(minified, path.name).format_name == expected
+
+    def test_json_list_before_csv(self) -> None:
+        path = DATA / "spec_example_usage_completions.json"
+        buckets = json.dumps(json.loads(path.read_bytes())["data"]).encode()
+
+        assert detect_format(codecs.BOM_UTF8 + b"  " + buckets, path.name).format_name == "openai-usage-completions"
+
+    def test_bom_ndjson(self) -> None:
+        path = DATA / "gcp_billing_export_vertex_ai_constructed.ndjson"
+
+        assert detect_format(codecs.BOM_UTF8 + path.read_bytes(), path.name).format_name == "gcp-billing-export"
+
+    @pytest.mark.parametrize("data", [b"", b" \n\t\r\n", codecs.BOM_UTF8, codecs.BOM_UTF8 + b"\n"])
+    def test_empty_file(self, data: bytes) -> None:
+        with pytest.raises(EmptyInput, match="^the file is empty$"):
+            detect_format(data, "export.csv")
+
+    @pytest.mark.parametrize("format_name", sorted(CSV_SAMPLES))
+    def test_header_only_reads_no_rows(self, format_name: str) -> None:
+        header = CSV_SAMPLES[format_name].read_bytes().split(b"\n", 1)[0]
+
+        assert detect_format(header, "export.csv").format_name == format_name
+        assert read(format_name, header) == []
+        assert read(format_name, header + b"\n") == []
+
+    @pytest.mark.parametrize("format_name", ["focus-csv", "openai-costs", "cloudevents", "dcgm-exporter"])
+    def test_empty_file_with_format(self, format_name: str) -> None:
+        with pytest.raises(EmptyInput, match="is empty"):
+            read(format_name, b"")
+
+
+class TestImportCommand:
+    @pytest.fixture
+    def environment(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        monkeypatch.chdir(tmp_path)  # no demo connection file here
+        monkeypatch.setenv("AIFINOPS_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")  # nothing listens: events stay in the outbox
+        monkeypatch.delenv("DATABASE_URL", raising=False)
+        return tmp_path
+
+    def test_empty_file_exits_2(self, environment: Path) -> None:
+        empty = environment / "usage.csv"
+        empty.write_bytes(b"")
+
+        result = CliRunner().invoke(main, ["import", str(empty)])
+
+        assert result.exit_code == 2
+        assert "the file is empty" in " ".join(result.output.split())
+
+    def test_header_only_says_nothing_imported(self, environment: Path) -> None:
+        export = environment / "costs.tsv"
+        export.write_bytes(CSV_SAMPLES["openai-dashboard-costs"].read_bytes().split(b"\n", 1)[0] + b"\n")
+
+        result = CliRunner().invoke(main, ["import", str(export)])
+
+        assert result.exit_code == 0, result.output
+        assert "read 0, accepted 0" in result.output
+        assert "costs.tsv has no data rows" in " ".join(result.output.split())

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 from services.ingest.normalisers._text import not_utf8, without_bom
-from services.ingest.normalisers.base import FormatError, InvalidSyntax, RowRejected
+from services.ingest.normalisers.base import EmptyInput, FormatError, InvalidSyntax, RowRejected
 
 MAX_FIELD_CHARS = 64 * 1024
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -39,8 +39,10 @@ def read_rows(
     """
     lines = _decoded_lines(stream, what)
     first_line = next(lines, "")
+    if not first_line:
+        raise EmptyInput(f"{what} is empty")
     if not first_line.strip():
-        raise FormatError(f"{what} is empty" if not first_line else f"{what} has an empty header line")
+        raise FormatError(f"{what} has an empty first line, where the header must be")
     if delimiter is None:
         delimiter = "\t" if "\t" in first_line else ","
     reader = csv.reader(itertools.chain([first_line], lines), delimiter=delimiter)

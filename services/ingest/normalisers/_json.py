@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from services.ingest.normalisers._text import decode_utf8
-from services.ingest.normalisers.base import FormatError, InvalidSyntax, RowRejected
+from services.ingest.normalisers.base import EmptyInput, FormatError, InvalidSyntax, RowRejected
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -23,7 +23,7 @@ def load_json(stream: IO[bytes], what: str) -> Any:
         raise FormatError(f"{what} is larger than {MAX_JSON_BYTES} bytes; split it into pages")
     text = decode_utf8(data, what)
     if not text.strip():
-        raise FormatError(f"{what} is empty")
+        raise EmptyInput(f"{what} is empty")
     try:
         document = json.loads(text, parse_float=str, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as error:
@@ -63,7 +63,7 @@ def load_json_or_lines(stream: IO[bytes], what: str) -> list[Any]:
         raise FormatError(f"{what} is larger than {MAX_JSON_BYTES} bytes; split it into pages")
     text = decode_utf8(data, what)
     if not text.strip():
-        raise FormatError(f"{what} is empty")
+        raise EmptyInput(f"{what} is empty")
     try:
         document = json.loads(text, parse_float=str, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:

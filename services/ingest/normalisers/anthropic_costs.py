@@ -36,6 +36,7 @@ _TIERS = {None: None, "standard": ServiceTier.STANDARD, "batch": ServiceTier.BAT
 class AnthropicCostReport:
     format_name = "anthropic-cost-report"
     description = "Anthropic Admin API cost report (JSON page); reconciled, not added to spend"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b'"starting_at"' in head and b'"cost_type"' in head

@@ -38,6 +38,7 @@ _TIERS = {
 class AnthropicUsageReport:
     format_name = "anthropic-usage-report"
     description = "Anthropic Admin API messages usage report (JSON page)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         keys = (b'"uncached_input_tokens":', b'"cache_read_input_tokens":')

@@ -137,6 +137,7 @@ def bedrock_reading(
 class AwsCur:
     format_name = "aws-cur"
     description = "AWS Cost and Usage Report, CUR 1 or CUR 2.0 (CSV)"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0]

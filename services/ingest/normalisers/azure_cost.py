@@ -122,6 +122,7 @@ def azure_tags(cell: str | None) -> dict[str, str]:
 class AzureCostExport:
     format_name = "azure-cost-export"
     description = "Azure Cost Management cost details export, actual or amortized (CSV)"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0].lower()

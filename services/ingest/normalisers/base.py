@@ -61,6 +61,10 @@ class InvalidSyntax(FormatError):
     """The input is not parseable at all: not JSON, not UTF-8, not CSV."""
 
 
+class EmptyInput(FormatError):
+    """The input has no bytes, or only white space and a byte order mark."""
+
+
 # Every event type a normaliser may produce; each travels on its own topic (shared.topics.EVENT_TOPICS).
 IngestEvent = (
     UsageRecorded | ProviderCostReported | SeatActivityReported | SeatEntitlementReported | GpuUtilisationReported
@@ -103,6 +107,8 @@ class RowResult:
 class Normaliser(Protocol):
     format_name: str
     description: str
+    # Whether the format can be JSON or NDJSON. Detection prefers these for input that starts with { or [.
+    reads_json: bool
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         """Tell from the first bytes of the input (and its name) whether this normaliser reads it."""

@@ -50,6 +50,7 @@ _ACTOR_KEYS = {"user_actor": "email_address", "api_actor": "api_key_name"}
 class ClaudeCodeUsageReport:
     format_name = "anthropic-claude-code-usage"
     description = "Anthropic Claude Code analytics report: tokens per actor, day and model (JSON page)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b'"model_breakdown"' in head and b'"actor"' in head

@@ -124,6 +124,7 @@ def _quantities(value: Any, field_path: str) -> dict[UsageBucket, Decimal]:
 class CloudEventsUsage:
     format_name = "cloudevents"
     description = "CloudEvents 1.0 usage events from in-house meters and GPU clusters (OpenMeter-compatible JSON)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b'"specversion"' in head

@@ -28,6 +28,7 @@ from typing import IO
 from services.ingest.normalisers._text import decode_utf8
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
+    EmptyInput,
     FormatError,
     IdentityAllocator,
     ImportContext,
@@ -89,6 +90,7 @@ def _value(text: str, line_number: int) -> Decimal:
 class DcgmExporterMetrics:
     format_name = "dcgm-exporter"
     description = "NVIDIA DCGM exporter metrics, Prometheus text format: mean GPU utilisation per GPU"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b"DCGM_FI_" in head and (b"# TYPE" in head or b"# HELP" in head or b"{" in head)
@@ -98,6 +100,8 @@ class DcgmExporterMetrics:
         if len(data) > MAX_INPUT_BYTES:
             raise FormatError(f"the metrics input is larger than {MAX_INPUT_BYTES} bytes; send one scrape at a time")
         text = decode_utf8(data, "the metrics input")
+        if not text.strip():
+            raise EmptyInput("the metrics input is empty")
         series = self._series(text)
         identities = IdentityAllocator(context.tenant, self.format_name)
         try:

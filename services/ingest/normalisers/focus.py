@@ -111,6 +111,7 @@ def _currency(value: str | None, column: str) -> str:
 class FocusCsv:
     format_name = "focus-csv"
     description = "FOCUS 1.0-1.2 cost and usage export (CSV)"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0]

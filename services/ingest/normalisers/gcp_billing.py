@@ -131,6 +131,7 @@ def vertex_reading(sku_description: str | None) -> tuple[str | None, str | None]
 class GcpBillingExport:
     format_name = "gcp-billing-export"
     description = "Google Cloud billing export, standard or detailed (flattened CSV or NDJSON)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0]

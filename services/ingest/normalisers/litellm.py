@@ -150,6 +150,7 @@ class _LiteLLMRecords:
 
     format_name: str
     description: str
+    reads_json = True
     id_field: str
     cost_field: str
 

@@ -100,6 +100,7 @@ def _cost_event(
 class OpenAICosts:
     format_name = "openai-costs"
     description = "OpenAI organization costs API (JSON page or list of buckets); reconciled, not added to spend"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return f'"{RESULT_OBJECT}"'.encode() in head
@@ -158,6 +159,7 @@ class OpenAICosts:
 class OpenAIDashboardCosts:
     format_name = "openai-dashboard-costs"
     description = "OpenAI dashboard daily cost export (TSV or CSV); reconciled, not added to spend"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0]

@@ -35,6 +35,7 @@ METRIC_COLUMNS = ("num_model_requests", "input_tokens", "output_tokens", "input_
 class OpenAIDashboardUsageExport:
     format_name = "openai-dashboard-usage"
     description = "OpenAI dashboard usage export, completions (TSV or CSV)"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0]

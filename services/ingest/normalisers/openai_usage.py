@@ -187,6 +187,8 @@ ENDPOINTS = (
 class OpenAIUsage:
     """Reads the pages of one usage endpoint into usage events priced from the catalogue."""
 
+    reads_json = True
+
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.format_name = endpoint.format_name

@@ -79,6 +79,7 @@ def _evidence(format_name: str, context: ImportContext, row_number: int, raw: by
 class GitHubCopilotSeats:
     format_name = "github-copilot-seats"
     description = "GitHub Copilot seat assignments, GET /orgs/{org}/copilot/billing/seats (JSON page or list of pages)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b'"seats"' in head and b'"assignee"' in head
@@ -193,6 +194,7 @@ class GitHubCopilotSeats:
 class GitHubCopilotBilling:
     format_name = "github-copilot-billing"
     description = "GitHub Copilot organisation billing details, GET /orgs/{org}/copilot/billing (JSON)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b'"seat_breakdown"' in head
@@ -253,6 +255,7 @@ class GitHubCopilotBilling:
 class Microsoft365CopilotUsage:
     format_name = "m365-copilot-usage"
     description = "Microsoft 365 Copilot usage user detail report, Microsoft Graph (JSON or CSV)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b"getMicrosoft365CopilotUsageUserDetail" in head or b"Copilot Chat Last Activity Date" in head
