@@ -10,6 +10,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from services.ingest.normalisers import (
     _csv,
     detect_format,
 )
+from services.ingest.normalisers.base import RowRejected, decimal_value, whole_number
 from tests.conftest import EXAMPLES, ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "ingest"
@@ -256,3 +258,116 @@ class TestImportCommand:
         assert result.exit_code == 0, result.output
         assert "read 0, accepted 0" in result.output
         assert "costs.tsv has no data rows" in " ".join(result.output.split())
+
+
+class TestNumbers:
+    @pytest.mark.parametrize("text", ["١٢٣", "１２", "1_000", "²", "0x10", "12 34", "1,5", "٣.٥"])
+    def test_only_ascii_digits(self, text: str) -> None:
+        for read_number in (decimal_value, whole_number):
+            with pytest.raises(RowRejected) as raised:
+                read_number(text, "quantity")
+
+            assert raised.value.field_path == "quantity"
+            assert "in ASCII digits" in raised.value.reason
+
+    @pytest.mark.parametrize("text", ["NaN", "-nan", "Infinity", "+inf", "sNaN"])
+    def test_non_finite(self, text: str) -> None:
+        with pytest.raises(RowRejected, match="must be a finite number"):
+            decimal_value(text, "cost")
+
+    @pytest.mark.parametrize(
+        ("value", "reason"),
+        [
+            ("1e308", "is implausibly large ('1e308')"),
+            ("-1e19", "is implausibly large ('-1e19')"),
+            (2**63, "is implausibly large (9223372036854775808)"),
+            ("1e-31", "is too small ('1e-31'); the smallest non-zero value read is 1E-30"),
+        ],
+    )
+    def test_out_of_range(self, value: object, reason: str) -> None:
+        with pytest.raises(RowRejected) as raised:
+            decimal_value(value, "cost")
+
+        assert raised.value.reason == reason
+
+    def test_signed_zero_is_zero(self) -> None:
+        assert str(decimal_value("-0", "cost")) == "0"
+        assert str(decimal_value("-0.00", "cost")) == "0.00"
+        assert whole_number("-0", "tokens") == 0
+
+    def test_whole_number_limits(self) -> None:
+        assert whole_number("59200.0", "tokens") == 59200
+        assert whole_number(10**18, "tokens") == 10**18
+        with pytest.raises(RowRejected, match="implausibly large"):
+            whole_number(2**63, "tokens")
+        with pytest.raises(RowRejected, match="must be a whole number, got '1e-30'"):
+            whole_number("1e-30", "tokens")
+
+    def test_long_value_quoted_short(self) -> None:
+        with pytest.raises(RowRejected) as raised:
+            decimal_value("9" * 50 + "x" * 10_000, "cost")
+
+        # 40 quoted characters, then the length of the whole value.
+        assert (
+            raised.value.reason == f"must be a number of at most 100 characters, got {'9' * 40!r}... (10050 characters)"
+        )
+
+    def test_focus_cost_in_arabic_digits(self) -> None:
+        delimiter, rows = sample_rows(CSV_SAMPLES["focus-csv"])
+        header, first = rows[0], rows[1]
+        first[header.index("BilledCost")] = "٠٫٥"
+
+        results = read("focus-csv", written(delimiter, [header, first]))
+
+        assert results[0].error is not None
+        assert results[0].error.field_path == "BilledCost"
+        assert results[0].error.reason == "must be a number in ASCII digits, got '٠٫٥'"
+
+    def test_dashboard_tokens_in_full_width_digits(self) -> None:
+        delimiter, rows = sample_rows(CSV_SAMPLES["openai-dashboard-usage"])
+        header, first = rows[0], rows[1]
+        first[header.index("input_tokens")] = "５９２００"
+
+        results = read("openai-dashboard-usage", written(delimiter, [header, first]))
+
+        assert results[0].error is not None
+        assert results[0].error.field_path == "input_tokens"
+        assert "in ASCII digits" in results[0].error.reason
+
+    @pytest.mark.parametrize("start", ["123abc", "١٧٣٧٧١٠٨٤٦"])
+    def test_litellm_start_time_not_a_time(self, start: str) -> None:
+        record = json.loads((DATA / "litellm_spend_logs_payload.json").read_bytes())
+        record["startTime"] = start
+
+        results = read("litellm-spend-logs", json.dumps(record).encode())
+
+        assert results[0].error is not None
+        assert results[0].error.field_path == "startTime"
+
+
+class TestGpuMetrics:
+    SAMPLE = DATA / "dcgm_exporter_scrapes_constructed.prom"
+    FIRST_VALUE = re.compile(r"(DCGM_FI_DEV_GPU_UTIL\{[^}]*\}) [0-9.]+ [0-9]+")
+
+    def scrape(self, replacement: str) -> bytes:
+        text, count = self.FIRST_VALUE.subn(rf"\1 {replacement}", self.SAMPLE.read_text(), count=1)
+        assert count == 1
+        return text.encode()
+
+    @pytest.mark.parametrize(("value", "shown"), [("NaN", "NaN"), ("+Inf", "Infinity"), ("-Inf", "-Infinity")])
+    def test_non_finite_sample_rejects_series(self, value: str, shown: str) -> None:
+        results = read("dcgm-exporter", self.scrape(f"{value} 1793700000000"))
+
+        errors = [row.error for row in results if row.error is not None]
+        assert len(errors) == 1
+        assert errors[0].field_path == "DCGM_FI_DEV_GPU_UTIL"
+        assert errors[0].reason == f"has the sample value {shown}, but utilisation must be a finite number"
+
+    @pytest.mark.parametrize("value", ["٣٥", "３５", "1_0"])
+    def test_sample_value_in_other_digits(self, value: str) -> None:
+        with pytest.raises(InvalidSyntax, match="is not a number in ASCII digits"):
+            read("dcgm-exporter", self.scrape(f"{value} 1793700000000"))
+
+    def test_timestamp_out_of_range(self) -> None:
+        with pytest.raises(InvalidSyntax, match="line 4: timestamp '99999999999999999999' is not a time"):
+            read("dcgm-exporter", self.scrape("35 99999999999999999999"))

@@ -20,6 +20,7 @@ from services.ingest.normalisers.base import (
     RowResult,
     as_rejection,
     optional_str,
+    quoted,
     rfc3339,
     sha256_hex,
     whole_number,
@@ -120,7 +121,7 @@ class AnthropicUsageReport:
         quantities = {bucket_name: count for bucket_name, count in counts.items() if count is not None}
         tier_name = result.get("service_tier")
         if not isinstance(tier_name, str | None) or tier_name not in _TIERS:
-            raise RowRejected(f"{field_path}.service_tier", f"unknown service tier {tier_name!r}")
+            raise RowRejected(f"{field_path}.service_tier", f"unknown service tier {quoted(tier_name)}")
         tags = {
             name: value
             for name in ("context_window", "inference_geo", "service_account_id")

@@ -47,6 +47,7 @@ from services.ingest.normalisers.base import (
     as_rejection,
     currency_code,
     decimal_value,
+    quoted,
     sha256_hex,
     string_tags,
     utc_timestamp,
@@ -187,7 +188,9 @@ class AwsCur:
 
         category = _CATEGORIES.get(line_type)
         if category is None:
-            raise RowRejected("lineItem/LineItemType", f"unknown line item type {cell('line_item_line_item_type')!r}")
+            raise RowRejected(
+                "lineItem/LineItemType", f"unknown line item type {quoted(cell('line_item_line_item_type'))}"
+            )
         start = utc_timestamp(cell("line_item_usage_start_date"), "lineItem/UsageStartDate")
         end = utc_timestamp(cell("line_item_usage_end_date"), "lineItem/UsageEndDate")
         if end < start:
@@ -273,7 +276,7 @@ class AwsCur:
         try:
             parsed = json.loads(text)
         except ValueError:
-            raise RowRejected("product", f"must be a JSON object, got {text[:80]!r}") from None
+            raise RowRejected("product", f"must be a JSON object, got {quoted(text[:80])}") from None
         if not isinstance(parsed, dict):
             raise RowRejected("product", "must be a JSON object")
         return string_tags(parsed)
@@ -291,7 +294,7 @@ class AwsCur:
             try:
                 parsed = json.loads(text)
             except ValueError:
-                raise RowRejected("resource_tags", f"must be a JSON object, got {text[:80]!r}") from None
+                raise RowRejected("resource_tags", f"must be a JSON object, got {quoted(text[:80])}") from None
             if not isinstance(parsed, dict):
                 raise RowRejected("resource_tags", "must be a JSON object")
             tags |= string_tags(parsed)

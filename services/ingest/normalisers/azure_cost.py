@@ -37,6 +37,7 @@ from services.ingest.normalisers.base import (
     as_rejection,
     currency_code,
     decimal_value,
+    quoted,
     sha256_hex,
     string_tags,
     utc_day,
@@ -96,11 +97,12 @@ def _cell(row: dict[str, str], columns: dict[str, str], key: str) -> str | None:
 def azure_day(value: str | None, column: str) -> tuple[datetime, datetime]:
     """Read an export date, ISO (2026-05-01) or month first (05/01/2026), as its UTC day."""
     if value and value.count("/") == 2:
-        month, day, year = value.split(" ", 1)[0].split("/")
+        parts = value.split(" ", 1)[0].split("/")
+        month, day, year = (part if part.isascii() and part.isdigit() else "invalid" for part in parts)
         try:
             start = datetime(int(year), int(month), int(day), tzinfo=UTC)
         except ValueError:
-            raise RowRejected(column, f"must be a date MM/DD/YYYY or YYYY-MM-DD, got {value!r}") from None
+            raise RowRejected(column, f"must be a date MM/DD/YYYY or YYYY-MM-DD, got {quoted(value)}") from None
         return start, start + timedelta(days=1)
     return utc_day(value, column)
 
@@ -113,7 +115,7 @@ def azure_tags(cell: str | None) -> dict[str, str]:
     try:
         parsed = json.loads(text)
     except ValueError:
-        raise RowRejected("Tags", f"must be a JSON object, got {cell[:80]!r}") from None
+        raise RowRejected("Tags", f"must be a JSON object, got {quoted(cell[:80])}") from None
     if not isinstance(parsed, dict):
         raise RowRejected("Tags", "must be a JSON object")
     return string_tags(parsed)
@@ -178,7 +180,7 @@ class AzureCostExport:
         charge_type = _cell(row, columns, "charge_type") or "Usage"
         category = _CHARGE_TYPES.get(charge_type.lower())
         if category is None:
-            raise RowRejected(columns.get("charge_type", "ChargeType"), f"unknown charge type {charge_type!r}")
+            raise RowRejected(columns.get("charge_type", "ChargeType"), f"unknown charge type {quoted(charge_type)}")
         if category is ChargeCategory.USAGE and cost < 0:
             category = ChargeCategory.REFUND
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,15 @@ from shared.events import (
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c2e-4b7a-5e8f-9a0b-1c2d3e4f5a6b")
 
 MAX_PROVIDER_ID_CHARS = 512
+
+# A decimal number in ASCII digits, with an optional sign, fraction and exponent. Python's int() and
+# Decimal() also accept other scripts' digits (Arabic-Indic, full-width) and underscores, which no
+# provider writes, so numbers are checked against this before they are converted.
+NUMBER_PATTERN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+MAX_NUMBER_CHARS = 100
+MAX_SCALE = 30  # the smallest non-zero number read is 1E-30
+MAX_QUOTED_CHARS = 40
+NON_FINITE_NAMES = frozenset({"nan", "snan", "inf", "infinity"})
 
 
 class RowRejected(Exception):
@@ -187,7 +197,7 @@ class IdentityAllocator:
     def provider_id(self, scope: str, value: Any, field_path: str) -> str:
         """Derive the event id from the provider's own record id; an empty or missing id is rejected."""
         if not isinstance(value, str) or not value.strip():
-            raise RowRejected(field_path, f"must be a non-empty string id, got {value!r}")
+            raise RowRejected(field_path, f"must be a non-empty string id, got {quoted(value)}")
         if len(value) > MAX_PROVIDER_ID_CHARS:
             raise RowRejected(field_path, f"is longer than {MAX_PROVIDER_ID_CHARS} characters ({len(value)})")
         name = f"{self.tenant}\x1f{self.format_name}\x1fid\x1f{scope}\x1f{value}"
@@ -195,6 +205,31 @@ class IdentityAllocator:
 
     def close(self) -> None:
         self._occurrences.close()
+
+
+def quoted(value: Any) -> str:
+    """Return the repr of a value for an error message, cut to MAX_QUOTED_CHARS characters with a marker."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= MAX_QUOTED_CHARS:
+        return repr(value) if isinstance(value, str) else text
+    return f"{text[:MAX_QUOTED_CHARS]!r}... ({len(text)} characters)"
+
+
+def _parse_ascii_number(value: Any, field_path: str, expected: str) -> Decimal:
+    """Parse a number written in ASCII digits, or raise RowRejected quoting the value."""
+    text = str(value).strip()
+    if len(text) > MAX_NUMBER_CHARS:
+        raise RowRejected(
+            field_path, f"must be {expected} of at most {MAX_NUMBER_CHARS} characters, got {quoted(value)}"
+        )
+    if text.lower().lstrip("+-") in NON_FINITE_NAMES:
+        raise RowRejected(field_path, f"must be a finite number, got {quoted(value)}")
+    if not NUMBER_PATTERN.fullmatch(text):
+        raise RowRejected(field_path, f"must be {expected} in ASCII digits, got {quoted(value)}")
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # unreachable for text the pattern accepts, kept for safety
+        raise RowRejected(field_path, f"must be {expected}, got {quoted(value)}") from None
 
 
 def sha256_hex(raw: bytes) -> str:
@@ -208,21 +243,26 @@ def whole_number(value: Any, field_path: str, *, required: bool = True) -> int |
             raise RowRejected(field_path, "is missing")
         return None
     if isinstance(value, bool):
-        raise RowRejected(field_path, f"must be a whole number, got a boolean {value!r}")
+        raise RowRejected(field_path, f"must be a whole number, got a boolean {quoted(value)}")
     if isinstance(value, int):
         number = value
-    else:
-        try:
-            decimal = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise RowRejected(field_path, f"must be a whole number, got {value!r}") from None
-        if not decimal.is_finite() or decimal != decimal.to_integral_value():
-            raise RowRejected(field_path, f"must be a whole number, got {value!r}")
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise RowRejected(field_path, f"must be a whole number, got {quoted(value)}")
+        number = int(value)
+    elif isinstance(value, str | Decimal):
+        decimal = _parse_ascii_number(value, field_path, "a whole number")
+        if abs(decimal) > 10**18:
+            raise RowRejected(field_path, f"is implausibly large ({quoted(value)})")
+        if decimal != decimal.to_integral_value():
+            raise RowRejected(field_path, f"must be a whole number, got {quoted(value)}")
         number = int(decimal)
+    else:
+        raise RowRejected(field_path, f"must be a whole number, got {type(value).__name__}")
     if number < 0:
-        raise RowRejected(field_path, f"must not be negative, got {number}")
+        raise RowRejected(field_path, f"must not be negative, got {quoted(number)}")
     if number > 10**18:
-        raise RowRejected(field_path, f"is implausibly large ({number})")
+        raise RowRejected(field_path, f"is implausibly large ({quoted(number)})")
     return number
 
 
@@ -233,19 +273,22 @@ def decimal_value(value: Any, field_path: str, *, required: bool = True) -> Deci
             raise RowRejected(field_path, "is missing")
         return None
     if isinstance(value, bool):
-        raise RowRejected(field_path, f"must be a number, got a boolean {value!r}")
+        raise RowRejected(field_path, f"must be a number, got a boolean {quoted(value)}")
     if isinstance(value, float):
         raise RowRejected(field_path, "must be read as text, not as a binary float")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise RowRejected(field_path, f"must be a finite number, got {value}")
     if not isinstance(value, str | int | Decimal):
         raise RowRejected(field_path, f"must be a number, got {type(value).__name__}")
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise RowRejected(field_path, f"must be a number, got {value!r}") from None
-    if not number.is_finite():
-        raise RowRejected(field_path, f"must be a finite number, got {value!r}")
+    number = _parse_ascii_number(value, field_path, "a number")
     if abs(number) > Decimal(10) ** 18:
-        raise RowRejected(field_path, f"is implausibly large ({number})")
+        raise RowRejected(field_path, f"is implausibly large ({quoted(value)})")
+    if number.is_zero():
+        return abs(number)  # -0 and -0.00 are written by some exports; a signed zero is still zero
+    if number.adjusted() < -MAX_SCALE:
+        raise RowRejected(
+            field_path, f"is too small ({quoted(value)}); the smallest non-zero value read is 1E-{MAX_SCALE}"
+        )
     return number
 
 
@@ -261,30 +304,30 @@ def epoch_seconds(value: Any, field_path: str) -> datetime:
     try:
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
-        raise RowRejected(field_path, f"is not a valid Unix time: {value!r}") from None
+        raise RowRejected(field_path, f"is not a valid Unix time: {quoted(value)}") from None
 
 
 def rfc3339(value: Any, field_path: str) -> datetime:
     """Parse an RFC 3339 instant; a timestamp without a zone is rejected, not guessed."""
     if not isinstance(value, str) or not value:
-        raise RowRejected(field_path, f"must be an RFC 3339 timestamp, got {value!r}")
+        raise RowRejected(field_path, f"must be an RFC 3339 timestamp, got {quoted(value)}")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise RowRejected(field_path, f"must be an RFC 3339 timestamp, got {value!r}") from None
+        raise RowRejected(field_path, f"must be an RFC 3339 timestamp, got {quoted(value)}") from None
     if parsed.tzinfo is None:
-        raise RowRejected(field_path, f"has no time zone: {value!r}")
+        raise RowRejected(field_path, f"has no time zone: {quoted(value)}")
     return parsed.astimezone(UTC)
 
 
 def utc_timestamp(value: Any, field_path: str) -> datetime:
     """Parse an ISO 8601 timestamp that the format defines as UTC; a stated offset is honoured."""
     if not isinstance(value, str) or not value.strip():
-        raise RowRejected(field_path, "is missing" if not value else f"must be a timestamp, got {value!r}")
+        raise RowRejected(field_path, "is missing" if not value else f"must be a timestamp, got {quoted(value)}")
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise RowRejected(field_path, f"must be a timestamp, got {value!r}") from None
+        raise RowRejected(field_path, f"must be a timestamp, got {quoted(value)}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
@@ -293,16 +336,16 @@ def utc_timestamp(value: Any, field_path: str) -> datetime:
 def utc_day(value: Any, field_path: str) -> tuple[datetime, datetime]:
     """Read a calendar date (YYYY-MM-DD, or an RFC 3339 midnight) as the UTC day it names: [start, end)."""
     if not isinstance(value, str) or not value.strip():
-        raise RowRejected(field_path, f"must be a date YYYY-MM-DD, got {value!r}")
+        raise RowRejected(field_path, f"must be a date YYYY-MM-DD, got {quoted(value)}")
     text = value.strip()
     try:
         day = date.fromisoformat(text[:10])
     except ValueError:
-        raise RowRejected(field_path, f"must be a date YYYY-MM-DD, got {value!r}") from None
+        raise RowRejected(field_path, f"must be a date YYYY-MM-DD, got {quoted(value)}") from None
     if len(text) > 10:
         instant = rfc3339(text, field_path)
         if instant != datetime.combine(day, datetime.min.time(), tzinfo=UTC):
-            raise RowRejected(field_path, f"must be a UTC midnight, got {value!r}")
+            raise RowRejected(field_path, f"must be a UTC midnight, got {quoted(value)}")
     start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
     return start, start + timedelta(days=1)
 
@@ -320,7 +363,7 @@ def optional_str(value: Any, field_path: str) -> str | None:
 def currency_code(value: Any, field_path: str) -> str:
     """Read an ISO 4217 code; providers write it in either case ('usd', 'USD')."""
     if not isinstance(value, str) or len(value.strip()) != 3 or not value.strip().isalpha():
-        raise RowRejected(field_path, f"must be an ISO 4217 currency code, got {value!r}")
+        raise RowRejected(field_path, f"must be an ISO 4217 currency code, got {quoted(value)}")
     return value.strip().upper()
 
 

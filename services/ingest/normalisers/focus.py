@@ -39,6 +39,7 @@ from services.ingest.normalisers.base import (
     RowResult,
     as_rejection,
     decimal_value,
+    quoted,
     sha256_hex,
     string_tags,
 )
@@ -96,7 +97,7 @@ def _instant(value: str | None, column: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise RowRejected(column, f"must be a timestamp, got {value!r}") from None
+        raise RowRejected(column, f"must be a timestamp, got {quoted(value)}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # FOCUS date-times are UTC
     return parsed.astimezone(UTC)
@@ -104,7 +105,7 @@ def _instant(value: str | None, column: str) -> datetime:
 
 def _currency(value: str | None, column: str) -> str:
     if value is None or len(value) != 3 or not value.isalpha():
-        raise RowRejected(column, f"must be an ISO 4217 currency code, got {value!r}")
+        raise RowRejected(column, f"must be an ISO 4217 currency code, got {quoted(value)}")
     return value.upper()
 
 
@@ -157,7 +158,7 @@ class FocusCsv:
 
         category_name = (_cell(row, "ChargeCategory") or "").lower()
         if category_name not in _CATEGORIES:
-            raise RowRejected("ChargeCategory", f"unknown charge category {_cell(row, 'ChargeCategory')!r}")
+            raise RowRejected("ChargeCategory", f"unknown charge category {quoted(_cell(row, 'ChargeCategory'))}")
         category = _CATEGORIES[category_name]
         if (_cell(row, "ChargeClass") or "").lower() == "correction":
             category = ChargeCategory.ADJUSTMENT
@@ -230,7 +231,7 @@ def _tags(cell: str | None) -> dict[str, str]:
     try:
         parsed = json.loads(cell, parse_float=Decimal)
     except ValueError:
-        raise RowRejected("Tags", f"must be a JSON object, got {cell[:80]!r}") from None
+        raise RowRejected("Tags", f"must be a JSON object, got {quoted(cell[:80])}") from None
     if not isinstance(parsed, dict):
         raise RowRejected("Tags", "must be a JSON object")
     return {

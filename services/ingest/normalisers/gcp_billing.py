@@ -43,6 +43,7 @@ from services.ingest.normalisers.base import (
     currency_code,
     decimal_value,
     optional_str,
+    quoted,
     rfc3339,
     sha256_hex,
     string_tags,
@@ -87,7 +88,7 @@ def _literal(cell: Any, field_path: str) -> Any:
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise RowRejected(field_path, f"must be a JSON or literal list, got {text[:80]!r}") from None
+        raise RowRejected(field_path, f"must be a JSON or literal list, got {quoted(text[:80])}") from None
 
 
 def _number_text(value: Any) -> Any:
@@ -192,7 +193,7 @@ class GcpBillingExport:
         cost_type = str(row.get("cost_type") or "regular").strip().lower()
         category = _COST_TYPES.get(cost_type)
         if category is None:
-            raise RowRejected("cost_type", f"unknown cost type {row.get('cost_type')!r}")
+            raise RowRejected("cost_type", f"unknown cost type {quoted(row.get('cost_type'))}")
         if category is ChargeCategory.USAGE and cost < 0:
             category = ChargeCategory.REFUND
 

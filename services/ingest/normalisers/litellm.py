@@ -38,6 +38,7 @@ from typing import IO, Any
 from services.ingest.normalisers._csv import cell_count_error, peek, read_rows
 from services.ingest.normalisers._json import canonical_bytes, load_json_or_lines
 from services.ingest.normalisers.base import (
+    NUMBER_PATTERN,
     ROW_ERRORS,
     IdentityAllocator,
     ImportContext,
@@ -47,6 +48,7 @@ from services.ingest.normalisers.base import (
     decimal_value,
     non_negative,
     optional_str,
+    quoted,
     sha256_hex,
     string_tags,
     utc_timestamp,
@@ -72,18 +74,18 @@ def _json_field(value: Any, field_path: str) -> Any:
         try:
             return json.loads(value, parse_float=str)
         except ValueError:
-            raise RowRejected(field_path, f"must be JSON, got {value[:80]!r}") from None
+            raise RowRejected(field_path, f"must be JSON, got {quoted(value[:80])}") from None
     return value
 
 
 def _instant(value: Any, field_path: str) -> datetime:
-    if isinstance(value, str) and value.strip() and value.strip()[0].isdigit() and "-" not in value:
-        value = Decimal(value)  # Unix seconds written as a JSON number
+    if isinstance(value, str) and NUMBER_PATTERN.fullmatch(value.strip()):
+        value = decimal_value(value, field_path)  # Unix seconds written as a JSON number
     if isinstance(value, int | Decimal):
         try:
             return datetime.fromtimestamp(float(value), UTC)
         except (OverflowError, OSError, ValueError, InvalidOperation):
-            raise RowRejected(field_path, f"is not a valid Unix time: {value!r}") from None
+            raise RowRejected(field_path, f"is not a valid Unix time: {quoted(value)}") from None
     return utc_timestamp(value, field_path)
 
 

@@ -33,6 +33,7 @@ from services.ingest.normalisers.base import (
     epoch_seconds,
     object_at,
     optional_str,
+    quoted,
     sha256_hex,
 )
 from shared.events import Evidence, Money, ProviderCostReported, UsageDimensions
@@ -127,7 +128,7 @@ class OpenAICosts:
         if not isinstance(result, dict):
             raise RowRejected(field_path, "must be an object")
         if result.get("object") not in (None, RESULT_OBJECT):
-            raise RowRejected(f"{field_path}.object", f"is {result.get('object')!r}, expected {RESULT_OBJECT!r}")
+            raise RowRejected(f"{field_path}.object", f"is {quoted(result.get('object'))}, expected {RESULT_OBJECT!r}")
         start = epoch_seconds(item.bucket.get("start_time"), f"{item.bucket_path}.start_time")
         end = epoch_seconds(item.bucket.get("end_time"), f"{item.bucket_path}.end_time")
         if end < start:
