@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.ingest.dead_letters import DEAD_LETTERS, DeadLetterStore
+from services.ingest.import_owners import mark_interrupted_imports
 from services.ingest.importer import Recorder
 from services.ingest.ops import registration
 from services.ingest.settings import IngestSettings
@@ -25,6 +26,7 @@ async def main() -> None:
         http_app=build_webhook_app(recorder, settings),
         http_port=settings.http_port,
         registrations=[registration(runtime.database, dead_letters)],
+        on_started=lambda: mark_interrupted_imports(runtime.database),
     )
 
 

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from aiokafka.errors import KafkaError
 
+from services.ingest.import_owners import mark_interrupted_imports
 from services.ingest.importer import ImportSummary, Recorder, file_sha256, validate_tenant
 from services.ingest.normalisers import ImportContext, Normaliser, detect_format, normaliser_for
 from services.ingest.tables import TABLES
@@ -88,6 +89,7 @@ async def import_file(
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="aifinops-import")
     try:
         await database.create_tables(TABLES)
+        await mark_interrupted_imports(database)
         connected = await _connect(publisher, settings)
         outbox = Outbox("ingest", database, publisher)
         recorder = Recorder(
