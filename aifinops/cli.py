@@ -112,7 +112,7 @@ def import_command(
             errors.print(f"error: {error}")
             sys.exit(2)
         except FormatError as error:
-            errors.print(f"error: {file}: {error}")
+            errors.print(f"error: {file}: {error}{_detected_hint(file, format_name)}")
             sys.exit(2)
     summary = result.summary
     if as_json:
@@ -135,6 +135,9 @@ def import_command(
             console.print(
                 f"  rejected row {rejection.row_number}: {rejection.field_path}: {rejection.reason}", highlight=False
             )
+        every_row_rejected = summary.rows_read > 0 and summary.rejected == summary.rows_read
+        if every_row_rejected and format_name:
+            console.print(f"  every row was rejected{_detected_hint(file, format_name)}", highlight=False)
         if summary.rows_read == 0:
             console.print(
                 f"  {file.name} has no data rows (only a header, or an empty list), so nothing was imported",
@@ -142,6 +145,22 @@ def import_command(
             )
     if summary.rejected:
         sys.exit(1)
+
+
+def _detected_hint(file: Path, format_name: str | None) -> str:
+    """Suggest the detected format when the one given with --format failed, or return ''."""
+    if not format_name:
+        return ""
+    from services.ingest.batch import choose_normaliser
+    from services.ingest.normalisers import FormatError, UnknownFormat
+
+    try:
+        detected, _ = choose_normaliser(file, None)
+    except (UnknownFormat, FormatError, OSError):
+        return f"; check that the file is in format {format_name}"
+    if detected.format_name == format_name:
+        return ""
+    return f"; the file looks like format {detected.format_name}, so leave out --format to import it as that"
 
 
 @main.command("formats")

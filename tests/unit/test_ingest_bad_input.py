@@ -1,7 +1,7 @@
 """Bad input as a new user would feed it: each case ends in a clear error naming the line or field.
 
-Where a sample file is the starting point, it is one of the CSV samples that the
-fuzz tests use too, listed with its source in the SOURCES.md beside it.
+The cases start from the sample files in examples/data and tests/fixtures/ingest,
+which the SOURCES.md beside them lists with their sources.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from aifinops.cli import main
 from services.ingest.normalisers import (
     NORMALISERS,
     EmptyInput,
+    FormatError,
     ImportContext,
     InvalidSyntax,
     RowResult,
@@ -28,6 +29,7 @@ from services.ingest.normalisers import (
     detect_format,
 )
 from services.ingest.normalisers.base import RowRejected, decimal_value, whole_number
+from shared.events import UsageBucket
 from tests.conftest import EXAMPLES, ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "ingest"
@@ -371,3 +373,126 @@ class TestGpuMetrics:
     def test_timestamp_out_of_range(self) -> None:
         with pytest.raises(InvalidSyntax, match="line 4: timestamp '99999999999999999999' is not a time"):
             read("dcgm-exporter", self.scrape("35 99999999999999999999"))
+
+
+def completions_page(**result_changes: str) -> bytes:
+    """Return the OpenAI completions sample page as text, with result fields replaced by raw JSON text."""
+    text = (DATA / "spec_example_usage_completions.json").read_text()
+    for name, value in result_changes.items():
+        replacement = f'"{name}": {value}'
+        text, count = re.subn(rf'"{name}": [^,\n]+', lambda _match, new=replacement: new, text, count=1)
+        assert count == 1, name
+    return text.encode()
+
+
+class TestHostileJson:
+    @pytest.mark.parametrize("data", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 40 + b"1" + b"}" * 40])
+    def test_deep_nesting(self, data: bytes) -> None:
+        with pytest.raises(FormatError, match="^the OpenAI usage report is nested deeper than 32 levels$"):
+            read("openai-usage-completions", data)
+
+    @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+    def test_non_finite_constants(self, constant: str) -> None:
+        with pytest.raises(InvalidSyntax, match=f"{constant} is not valid in JSON; write a number or null"):
+            read("openai-usage-completions", completions_page(input_tokens=constant))
+
+    @pytest.mark.parametrize(
+        ("value", "reason"),
+        [
+            ("1e308", "is implausibly large ('1e308')"),
+            ("9223372036854775808", "is implausibly large (9223372036854775808)"),
+            ("9" * 5000, f"must be a whole number of at most 100 characters, got {'9' * 40!r}... (5000 characters)"),
+            ('"٢٢"', "must be a whole number in ASCII digits, got '٢٢'"),
+        ],
+    )
+    def test_bad_token_count_names_field(self, value: str, reason: str) -> None:
+        results = read("openai-usage-completions", completions_page(input_tokens=value))
+
+        assert len(results) == 1
+        assert results[0].error is not None
+        assert results[0].error.field_path == "data[0].results[0].input_tokens"
+        assert results[0].error.reason == reason
+
+    def test_negative_zero_reads_as_zero(self) -> None:
+        # input_tokens 500 = cached 400 + cache write 100 + uncached 0, so an uncached count of -0 is consistent.
+        results = read("openai-usage-completions", completions_page(input_uncached_tokens="-0", input_tokens="500"))
+
+        assert results[0].error is None
+        event = results[0].events[0]
+        assert event.quantities.get(UsageBucket.INPUT_UNCACHED_TOKENS, 0) == 0
+
+    def test_repeated_key(self) -> None:
+        data = completions_page(input_tokens='1000, "input_tokens": 5')
+
+        with pytest.raises(InvalidSyntax, match="the key 'input_tokens' appears twice in one object"):
+            read("openai-usage-completions", data)
+
+    def test_unpaired_surrogate(self) -> None:
+        data = completions_page(project_id='"\\ud800"')
+
+        with pytest.raises(InvalidSyntax, match=r"unpaired surrogate \(\\ud800 on line 26\)"):
+            read("openai-usage-completions", data)
+
+    def test_nested_json_in_a_field(self) -> None:
+        record = json.loads((DATA / "litellm_spend_logs_payload.json").read_bytes())
+        record["metadata"] = "[" * 50_000 + "]" * 50_000
+
+        results = read("litellm-spend-logs", json.dumps(record).encode())
+
+        assert results[0].error is not None
+        assert results[0].error.field_path == "metadata"
+        assert results[0].error.reason.endswith("... (100000 characters)")
+
+
+class TestWrongFormat:
+    FILES = sorted(
+        path
+        for folder in (DATA, FIXTURES)
+        for path in folder.rglob("*")
+        if path.is_file()
+        and path.suffix in {".json", ".ndjson", ".csv", ".tsv", ".prom"}
+        and path.name not in {"outcomes.csv", "outcomes_support_2026-10.csv"}
+    )
+
+    @pytest.mark.parametrize("format_name", sorted(NORMALISERS))
+    def test_every_file_fails_clearly(self, format_name: str) -> None:
+        for path in self.FILES:
+            try:
+                results = read(format_name, path.read_bytes())
+            except FormatError as error:
+                assert str(error), path
+                continue
+            errors = [row.error for row in results if row.error is not None]
+            accepted = [row for row in results if row.events]
+
+            # Nothing is read in silence: rows are accepted or rejected with a field, or the file has no data rows.
+            assert accepted or errors or path.name.endswith("header_only.csv"), (path.name, format_name)
+            assert all(error.field_path and error.reason for error in errors), (path.name, format_name)
+
+    @pytest.mark.parametrize("format_name", sorted(CSV_SAMPLES))
+    def test_header_of_another_format(self, format_name: str) -> None:
+        header = (FIXTURES / "seats_licences" / "m365_copilot_usage_user_detail_header_only.csv").read_bytes()
+
+        with pytest.raises(FormatError, match="lacks"):
+            read(format_name, header)
+
+    @pytest.mark.parametrize("format_name", sorted(set(CSV_SAMPLES) - {"gcp-billing-export"}))  # it reads NDJSON too
+    def test_json_given_to_csv_reader(self, format_name: str) -> None:
+        data = json.dumps(json.loads((DATA / "spec_example_usage_completions.json").read_bytes())).encode()
+
+        with pytest.raises(FormatError, match="starts like JSON, not like a CSV header"):
+            read(format_name, data)
+
+    def test_command_names_detected_format(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("AIFINOPS_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+        monkeypatch.delenv("DATABASE_URL", raising=False)
+        sample = str(DATA / "spec_example_usage_completions.json")
+
+        result = CliRunner().invoke(main, ["import", "--format", "anthropic-usage-report", sample])
+
+        output = " ".join(result.output.split())
+        assert result.exit_code == 1
+        assert "rejected row 1: data[0].starting_at:" in output
+        assert "every row was rejected; the file looks like format openai-usage-completions" in output

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 from services.ingest.normalisers._text import not_utf8, without_bom
@@ -18,6 +19,9 @@ csv.field_size_limit(MAX_FIELD_CHARS)
 # Key that read_rows adds to a row whose cell count differs from the header's. Its value is
 # "LINE\x1fREASON", and the unit separator keeps it apart from any real column name.
 CELL_COUNT_ERROR = "\x1fcell count"
+# The start of a JSON object or array, which no CSV header of a supported format has. A header such
+# as "[Date],[Cost]" from SQL Server does not match.
+JSON_START = re.compile(r"\s*(\{|\[\s*[\[{\"\]]|\[\s*$)")
 
 
 def peek(stream: IO[bytes], size: int = 64) -> tuple[IO[bytes], bytes]:
@@ -27,7 +31,11 @@ def peek(stream: IO[bytes], size: int = 64) -> tuple[IO[bytes], bytes]:
 
 
 def read_rows(
-    stream: IO[bytes], *, what: str, delimiter: str | None = None
+    stream: IO[bytes],
+    *,
+    what: str,
+    delimiter: str | None = None,
+    check_header: Callable[[list[str]], None] | None = None,
 ) -> Iterator[tuple[int, list[str], dict[str, str]]]:
     """Yield (data row number, header, row) with row numbers starting at 1 after the header.
 
@@ -35,7 +43,8 @@ def read_rows(
     The raw text of a row is not kept by the csv module, so evidence stores the
     parsed cells; the byte stream is decoded as UTF-8 (a BOM is dropped). A row with
     more or fewer cells than the header is never padded or cut: it still has every
-    header column (so header checks pass), and ``cell_count_error`` rejects it.
+    header column (so header checks pass), and ``cell_count_error`` rejects it. ``check_header`` runs
+    on the header before any row is read, so a file without data rows is checked too.
     """
     lines = _decoded_lines(stream, what)
     first_line = next(lines, "")
@@ -43,6 +52,8 @@ def read_rows(
         raise EmptyInput(f"{what} is empty")
     if not first_line.strip():
         raise FormatError(f"{what} has an empty first line, where the header must be")
+    if JSON_START.match(first_line):
+        raise FormatError(f"{what} starts like JSON, not like a CSV header")
     if delimiter is None:
         delimiter = "\t" if "\t" in first_line else ","
     reader = csv.reader(itertools.chain([first_line], lines), delimiter=delimiter)
@@ -51,6 +62,8 @@ def read_rows(
     except csv.Error as error:
         raise FormatError(f"{what} has an unreadable header: {error}") from None
     header = [name.strip() for name in header]
+    if check_header is not None:
+        check_header(header)
     row_number = 0
     while True:
         first_line_number = reader.line_num + 1

@@ -135,6 +135,13 @@ def bedrock_reading(
     return model, {name: value for name, value in tags.items() if value}
 
 
+def _check_header(header: list[str]) -> None:
+    names = {snake_name(name) for name in header}
+    missing = [column for column in REQUIRED if column not in names]
+    if missing:
+        raise FormatError(f"the CUR file lacks required columns: {', '.join(missing)}")
+
+
 class AwsCur:
     format_name = "aws-cur"
     description = "AWS Cost and Usage Report, CUR 1 or CUR 2.0 (CSV)"
@@ -146,15 +153,11 @@ class AwsCur:
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
-        checked_header = False
         try:
-            for row_number, _header, cells in read_rows(stream, what="the CUR file", delimiter=","):
+            for row_number, _header, cells in read_rows(
+                stream, what="the CUR file", delimiter=",", check_header=_check_header
+            ):
                 row = {snake_name(name): value for name, value in cells.items()}
-                if not checked_header:
-                    missing = [column for column in REQUIRED if column not in row]
-                    if missing:
-                        raise FormatError(f"the CUR file lacks required columns: {', '.join(missing)}")
-                    checked_header = True
                 raw = json.dumps(cells, ensure_ascii=False, sort_keys=True).encode()
                 misaligned = cell_count_error(cells)
                 if misaligned is not None:
@@ -275,8 +278,8 @@ class AwsCur:
             return {}
         try:
             parsed = json.loads(text)
-        except ValueError:
-            raise RowRejected("product", f"must be a JSON object, got {quoted(text[:80])}") from None
+        except (ValueError, RecursionError):
+            raise RowRejected("product", f"must be a JSON object, got {quoted(text)}") from None
         if not isinstance(parsed, dict):
             raise RowRejected("product", "must be a JSON object")
         return string_tags(parsed)
@@ -293,8 +296,8 @@ class AwsCur:
         if text:
             try:
                 parsed = json.loads(text)
-            except ValueError:
-                raise RowRejected("resource_tags", f"must be a JSON object, got {quoted(text[:80])}") from None
+            except (ValueError, RecursionError):
+                raise RowRejected("resource_tags", f"must be a JSON object, got {quoted(text)}") from None
             if not isinstance(parsed, dict):
                 raise RowRejected("resource_tags", "must be a JSON object")
             tags |= string_tags(parsed)

@@ -114,11 +114,19 @@ def azure_tags(cell: str | None) -> dict[str, str]:
     text = cell if cell.lstrip().startswith("{") else "{" + cell + "}"
     try:
         parsed = json.loads(text)
-    except ValueError:
-        raise RowRejected("Tags", f"must be a JSON object, got {quoted(cell[:80])}") from None
+    except (ValueError, RecursionError):
+        raise RowRejected("Tags", f"must be a JSON object, got {quoted(cell)}") from None
     if not isinstance(parsed, dict):
         raise RowRejected("Tags", "must be a JSON object")
     return string_tags(parsed)
+
+
+def _check_header(header: list[str]) -> None:
+    columns = _columns(header)
+    missing = [key for key in ("date", "cost") if key not in columns]
+    if missing:
+        names = " or ".join(ALIASES[missing[0]])
+        raise FormatError(f"the Azure cost export lacks a {missing[0]} column ({names})")
 
 
 class AzureCostExport:
@@ -134,13 +142,11 @@ class AzureCostExport:
         identities = IdentityAllocator(context.tenant, self.format_name)
         columns: dict[str, str] | None = None
         try:
-            for row_number, header, row in read_rows(stream, what="the Azure cost export", delimiter=","):
+            for row_number, header, row in read_rows(
+                stream, what="the Azure cost export", delimiter=",", check_header=_check_header
+            ):
                 if columns is None:
                     columns = _columns(header)
-                    missing = [key for key in ("date", "cost") if key not in columns]
-                    if missing:
-                        names = " or ".join(ALIASES[missing[0]])
-                        raise FormatError(f"the Azure cost export lacks a {missing[0]} column ({names})")
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
                 misaligned = cell_count_error(row)
                 if misaligned is not None:

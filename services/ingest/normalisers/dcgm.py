@@ -76,7 +76,7 @@ def parse_labels(text: str, line_number: int) -> dict[str, str]:
     while position < len(body):
         match = _LABEL.match(body, position)
         if match is None:
-            raise InvalidSyntax(f"line {line_number}: cannot read the labels {quoted(text[:120])}")
+            raise InvalidSyntax(f"line {line_number}: cannot read the labels {quoted(text)}")
         labels[match.group(1)] = match.group(2).replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
         position = match.end()
     return labels
@@ -142,7 +142,7 @@ class DcgmExporterMetrics:
                 continue
             match = _SAMPLE.match(stripped)
             if match is None:
-                raise InvalidSyntax(f"line {line_number} is not a Prometheus sample: {quoted(stripped[:120])}")
+                raise InvalidSyntax(f"line {line_number} is not a Prometheus sample: {quoted(stripped)}")
             name, label_text, value_text, timestamp_ms = match.groups()
             if not name.startswith("DCGM_FI_"):
                 continue

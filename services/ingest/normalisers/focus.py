@@ -120,16 +120,10 @@ class FocusCsv:
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
-        checked_header = False
         try:
-            for row_number, header, row in read_rows(stream, what="the FOCUS file", delimiter=","):
-                if not checked_header:
-                    missing = [column for column in REQUIRED_COLUMNS if column not in header]
-                    if not any(column in header for column in PROVIDER_COLUMNS):
-                        missing.append(" or ".join(PROVIDER_COLUMNS))
-                    if missing:
-                        raise FormatError(f"the FOCUS file lacks required columns: {', '.join(missing)}")
-                    checked_header = True
+            for row_number, _header, row in read_rows(
+                stream, what="the FOCUS file", delimiter=",", check_header=_check_header
+            ):
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
                 misaligned = cell_count_error(row)
                 if misaligned is not None:
@@ -219,6 +213,14 @@ class FocusCsv:
         )
 
 
+def _check_header(header: list[str]) -> None:
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if not any(column in header for column in PROVIDER_COLUMNS):
+        missing.append(" or ".join(PROVIDER_COLUMNS))
+    if missing:
+        raise FormatError(f"the FOCUS file lacks required columns: {', '.join(missing)}")
+
+
 @functools.lru_cache(maxsize=16)
 def _identity_columns(columns: tuple[str, ...]) -> tuple[str, ...]:
     """Return the columns that identify a row: all but the measured amounts, worked out once per header."""
@@ -230,8 +232,8 @@ def _tags(cell: str | None) -> dict[str, str]:
         return {}
     try:
         parsed = json.loads(cell, parse_float=Decimal)
-    except ValueError:
-        raise RowRejected("Tags", f"must be a JSON object, got {quoted(cell[:80])}") from None
+    except (ValueError, RecursionError):
+        raise RowRejected("Tags", f"must be a JSON object, got {quoted(cell)}") from None
     if not isinstance(parsed, dict):
         raise RowRejected("Tags", "must be a JSON object")
     return {

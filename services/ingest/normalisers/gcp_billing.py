@@ -83,12 +83,12 @@ def _literal(cell: Any, field_path: str) -> Any:
         return None
     try:
         return json.loads(text, parse_float=str)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise RowRejected(field_path, f"must be a JSON or literal list, got {quoted(text[:80])}") from None
+        raise RowRejected(field_path, f"must be a JSON or literal list, got {quoted(text)}") from None
 
 
 def _number_text(value: Any) -> Any:
@@ -127,6 +127,12 @@ def vertex_reading(sku_description: str | None) -> tuple[str | None, str | None]
     if match is None or match.start() == 0:
         return None, kind
     return re.sub(r"\s+", "-", sku_description[: match.start()].strip().lower()), kind
+
+
+def _check_csv_header(header: list[str]) -> None:
+    missing = [name for name in REQUIRED if name not in header]
+    if missing:
+        raise FormatError(f"the billing export lacks required fields: {', '.join(missing)}")
 
 
 class GcpBillingExport:
@@ -168,7 +174,9 @@ class GcpBillingExport:
                     raise FormatError(f"the billing export line {index} must be a JSON object")
                 yield index, _flatten(document), canonical_bytes(document)
             return
-        for row_number, _header, row in read_rows(buffered, what="the billing export", delimiter=","):
+        for row_number, _header, row in read_rows(
+            buffered, what="the billing export", delimiter=",", check_header=_check_csv_header
+        ):
             yield row_number, dict(row), json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
 
     def _events(

@@ -40,6 +40,7 @@ from services.ingest.normalisers._json import canonical_bytes, load_json_or_line
 from services.ingest.normalisers.base import (
     NUMBER_PATTERN,
     ROW_ERRORS,
+    FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
@@ -73,8 +74,8 @@ def _json_field(value: Any, field_path: str) -> Any:
     if isinstance(value, str) and value.strip()[:1] in ("{", "["):
         try:
             return json.loads(value, parse_float=str)
-        except ValueError:
-            raise RowRejected(field_path, f"must be JSON, got {quoted(value[:80])}") from None
+        except (ValueError, RecursionError):
+            raise RowRejected(field_path, f"must be JSON, got {quoted(value)}") from None
     return value
 
 
@@ -175,8 +176,15 @@ class _LiteLLMRecords:
             for index, record in enumerate(load_json_or_lines(buffered, "the LiteLLM log"), start=1):
                 yield index, record, canonical_bytes(record)
             return
-        for row_number, _header, row in read_rows(buffered, what="the LiteLLM log", delimiter=","):
+        for row_number, _header, row in read_rows(
+            buffered, what="the LiteLLM log", delimiter=",", check_header=self._check_csv_header
+        ):
             yield row_number, row, json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+
+    def _check_csv_header(self, header: list[str]) -> None:
+        missing = [column for column in (self.id_field, "startTime") if column not in header]
+        if missing:
+            raise FormatError(f"the LiteLLM log lacks columns: {', '.join(missing)}")
 
     def _metadata(self, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
         """Return the metadata object, the usage object and the usage object's field path."""

@@ -157,6 +157,12 @@ class OpenAICosts:
         )
 
 
+def _check_dashboard_header(header: list[str]) -> None:
+    missing = [column for column in DASHBOARD_COLUMNS if column not in header]
+    if missing:
+        raise FormatError(f"the OpenAI dashboard cost export lacks columns: {', '.join(missing)}")
+
+
 class OpenAIDashboardCosts:
     format_name = "openai-dashboard-costs"
     description = "OpenAI dashboard daily cost export (TSV or CSV); reconciled, not added to spend"
@@ -168,14 +174,10 @@ class OpenAIDashboardCosts:
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
-        checked_header = False
         try:
-            for row_number, header, row in read_rows(stream, what="the OpenAI dashboard cost export"):
-                if not checked_header:
-                    missing = [column for column in DASHBOARD_COLUMNS if column not in header]
-                    if missing:
-                        raise FormatError(f"the OpenAI dashboard cost export lacks columns: {', '.join(missing)}")
-                    checked_header = True
+            for row_number, _header, row in read_rows(
+                stream, what="the OpenAI dashboard cost export", check_header=_check_dashboard_header
+            ):
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
                 misaligned = cell_count_error(row)
                 if misaligned is not None:

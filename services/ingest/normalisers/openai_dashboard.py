@@ -32,6 +32,12 @@ REQUIRED_COLUMNS = ("start_time", "end_time", "model", "input_tokens", "output_t
 METRIC_COLUMNS = ("num_model_requests", "input_tokens", "output_tokens", "input_cached_tokens")
 
 
+def _check_header(header: list[str]) -> None:
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if missing:
+        raise FormatError(f"the OpenAI dashboard export lacks columns: {', '.join(missing)}")
+
+
 class OpenAIDashboardUsageExport:
     format_name = "openai-dashboard-usage"
     description = "OpenAI dashboard usage export, completions (TSV or CSV)"
@@ -43,14 +49,10 @@ class OpenAIDashboardUsageExport:
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
-        checked_header = False
         try:
-            for row_number, header, row in read_rows(stream, what="the OpenAI dashboard export"):
-                if not checked_header:
-                    missing = [column for column in REQUIRED_COLUMNS if column not in header]
-                    if missing:
-                        raise FormatError(f"the OpenAI dashboard export lacks columns: {', '.join(missing)}")
-                    checked_header = True
+            for row_number, _header, row in read_rows(
+                stream, what="the OpenAI dashboard export", check_header=_check_header
+            ):
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
                 misaligned = cell_count_error(row)
                 if misaligned is not None:

@@ -56,6 +56,7 @@ M365_APPS = (
     ("loopCopilotLastActivityDate", "Loop Copilot Last Activity Date", "loop"),
     ("copilotChatLastActivityDate", "Copilot Chat Last Activity Date", "copilot_chat"),
 )
+M365_REQUIRED = ("reportRefreshDate", "userPrincipalName")
 M365_FIELDS = (
     ("reportRefreshDate", "Report Refresh Date"),
     ("userPrincipalName", "User Principal Name"),
@@ -252,6 +253,12 @@ class GitHubCopilotBilling:
         )
 
 
+def _check_m365_header(header: list[str]) -> None:
+    missing = [column for name, column in M365_FIELDS if name in M365_REQUIRED and column not in header]
+    if missing:
+        raise FormatError(f"the Microsoft 365 Copilot usage report lacks columns: {', '.join(missing)}")
+
+
 class Microsoft365CopilotUsage:
     format_name = "m365-copilot-usage"
     description = "Microsoft 365 Copilot usage user detail report, Microsoft Graph (JSON or CSV)"
@@ -286,7 +293,9 @@ class Microsoft365CopilotUsage:
                 yield index, user if isinstance(user, dict) else {"__invalid__": user}, canonical_bytes(user)
             return
         columns = {column: name for name, column in M365_FIELDS} | {column: name for name, column, _ in M365_APPS}
-        for row_number, _header, row in read_rows(buffered, what="the Microsoft 365 Copilot usage report"):
+        for row_number, _header, row in read_rows(
+            buffered, what="the Microsoft 365 Copilot usage report", check_header=_check_m365_header
+        ):
             record = {columns[column]: value for column, value in row.items() if column in columns}
             if CELL_COUNT_ERROR in row:
                 record[CELL_COUNT_ERROR] = row[CELL_COUNT_ERROR]
