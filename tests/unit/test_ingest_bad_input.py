@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import io
 import json
 import re
@@ -496,3 +497,52 @@ class TestWrongFormat:
         assert result.exit_code == 1
         assert "rejected row 1: data[0].starting_at:" in output
         assert "every row was rejected; the file looks like format openai-usage-completions" in output
+
+
+class TestNotText:
+    @pytest.mark.parametrize(
+        ("data", "advice"),
+        [
+            (gzip.compress(b"BilledCost,ChargePeriodStart\n"), "is gzip-compressed; decompress it first"),
+            (b"PK\x03\x04\x14\x00\x06\x00", "is a ZIP archive or an Excel workbook"),
+            (b"PAR1\x15\x04\x15\x80", "is a Parquet file"),
+        ],
+    )
+    def test_compressed_or_binary_file(self, data: bytes, advice: str) -> None:
+        with pytest.raises(InvalidSyntax, match=f"^the file {advice}"):
+            detect_format(data, "export.csv")
+        with pytest.raises(InvalidSyntax, match=f"^the FOCUS file {advice}"):
+            read("focus-csv", data)
+        with pytest.raises(InvalidSyntax, match=f"^the OpenAI usage report {advice}"):
+            read("openai-usage-completions", data)
+
+    def test_nul_byte_in_csv(self) -> None:
+        data = CSV_SAMPLES["focus-csv"].read_bytes()
+        at = data.index(b"\n") + 20  # 19 bytes into line 2
+
+        with pytest.raises(InvalidSyntax, match=f"^the FOCUS file has a NUL byte at offset {at} \\(line 2\\)"):
+            read("focus-csv", data[:at] + b"\x00" + data[at:])
+
+    def test_nul_in_json(self) -> None:
+        with pytest.raises(InvalidSyntax, match="NUL character"):
+            read("openai-usage-completions", completions_page(project_id='"a\\u0000b"'))
+        with pytest.raises(InvalidSyntax, match=r"has a NUL byte at offset 2 \(line 1\)"):
+            read("openai-usage-completions", b'{"\x00": 1}')
+
+    @pytest.mark.parametrize("format_name", sorted(CSV_SAMPLES))
+    def test_bare_cr_line_ends(self, format_name: str) -> None:
+        data = CSV_SAMPLES[format_name].read_bytes()
+        mac = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r")
+
+        assert [event_fields(row) for row in read(format_name, mac)] == [
+            event_fields(row) for row in read(format_name, data)
+        ]
+
+    def test_bare_cr_line_numbers(self) -> None:
+        delimiter, rows = sample_rows(CSV_SAMPLES["focus-csv"])
+        data = written(delimiter, [rows[0], rows[1], rows[2][:-1]]).replace(b"\n", b"\r")
+
+        results = read("focus-csv", data)
+
+        assert results[1].error is not None
+        assert results[1].error.field_path == "line 3"

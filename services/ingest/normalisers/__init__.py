@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.ingest.normalisers._text import without_bom
+from services.ingest.normalisers._text import binary_kind, without_bom
 from services.ingest.normalisers.anthropic_costs import AnthropicCostReport
 from services.ingest.normalisers.anthropic_usage import AnthropicUsageReport
 from services.ingest.normalisers.aws_cur import AwsCur
@@ -102,6 +102,9 @@ def detect_format(head: bytes, file_name: str | None) -> Normaliser:
     head = without_bom(head)
     if not head.strip():
         raise EmptyInput("the file is empty" if file_name else "the input is empty")
+    advice = binary_kind(head)
+    if advice is not None:
+        raise InvalidSyntax(f"{'the file' if file_name else 'the input'} {advice}")
     matches = [normaliser for normaliser in NORMALISERS.values() if normaliser.detect(head, file_name)]
     if head.lstrip()[:1] in (b"{", b"["):
         json_matches = [normaliser for normaliser in matches if normaliser.reads_json]

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
-from services.ingest.normalisers._text import not_utf8, without_bom
+from services.ingest.normalisers._text import binary_kind, not_utf8, nul_error, without_bom
 from services.ingest.normalisers.base import EmptyInput, FormatError, InvalidSyntax, RowRejected
 
 MAX_FIELD_CHARS = 64 * 1024
@@ -21,6 +21,7 @@ csv.field_size_limit(MAX_FIELD_CHARS)
 CELL_COUNT_ERROR = "\x1fcell count"
 # The start of a JSON object or array, which no CSV header of a supported format has. A header such
 # as "[Date],[Cost]" from SQL Server does not match.
+BARE_CR = re.compile(r"(?<=\r)(?!\n)(?=.)", re.DOTALL)
 JSON_START = re.compile(r"\s*(\{|\[\s*[\[{\"\]]|\[\s*$)")
 
 
@@ -114,11 +115,23 @@ def _decoded_lines(stream: IO[bytes], what: str) -> Iterator[str]:
         if len(line) > MAX_LINE_BYTES:
             raise InvalidSyntax(f"{what} line {line_number} is longer than {MAX_LINE_BYTES} bytes")
         if offset == 0:
+            advice = binary_kind(line)
+            if advice is not None:
+                raise InvalidSyntax(f"{what} {advice}")
             stripped = without_bom(line)
             offset, line = len(line) - len(stripped), stripped
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as error:
             raise not_utf8(what, line, error, offset, line_number) from None
+        nul = nul_error(what, text, offset, line_number)
+        if nul is not None:
+            raise nul
         offset += len(line)
-        yield text
+        if text.find("\r", 0, len(text) - 2) == -1:
+            yield text
+            continue
+        # Lines that end in a bare CR, as classic Mac OS and some Excel versions write CSV.
+        pieces = BARE_CR.split(text)
+        line_number += len(pieces) - 1
+        yield from pieces

@@ -124,6 +124,8 @@ def _check_document(document: Any, what: str, text: str) -> None:
             stack.extend((child, depth + 1) for child in node)
         elif isinstance(node, str) and not node.isascii() and SURROGATE.search(node):
             raise InvalidSyntax(f"{what} has a string with an unpaired surrogate{_escape_position(text)}")
+        elif isinstance(node, str) and "\x00" in node:
+            raise InvalidSyntax(f"{what} has a string with a NUL character (\\u0000), which no export contains")
 
 
 def _escape_position(text: str) -> str:
