@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +30,15 @@ from services.ingest.normalisers import (
     _csv,
     detect_format,
 )
-from services.ingest.normalisers.base import RowRejected, decimal_value, whole_number
+from services.ingest.normalisers.azure_cost import azure_day
+from services.ingest.normalisers.base import (
+    RowRejected,
+    decimal_value,
+    rfc3339,
+    utc_day,
+    utc_timestamp,
+    whole_number,
+)
 from shared.events import UsageBucket
 from tests.conftest import EXAMPLES, ROOT
 
@@ -546,3 +555,37 @@ class TestNotText:
 
         assert results[1].error is not None
         assert results[1].error.field_path == "line 3"
+
+
+class TestDates:
+    @pytest.mark.parametrize(
+        ("read_time", "value"),
+        [
+            (utc_day, "9999-12-31"),
+            (utc_day, "0001-01-01"),
+            (rfc3339, "9999-12-31T23:59:59-05:00"),
+            (utc_timestamp, "0001-01-01T00:00:00+01:00"),
+            (utc_timestamp, "1969-12-31T23:59:59Z"),
+            (azure_day, "12/31/9999"),
+        ],
+    )
+    def test_far_dates_rejected(self, read_time: Callable[[str, str], object], value: str) -> None:
+        # Each of these overflowed datetime (a day later, or a conversion to UTC) or lies before 1970.
+        with pytest.raises(RowRejected) as raised:
+            read_time(value, "period")
+
+        assert raised.value.field_path == "period"
+        assert raised.value.reason == f"is outside the years 1970 to 2199: {value!r}"
+
+    def test_last_plausible_instant(self) -> None:
+        assert rfc3339("2199-12-31T23:59:59Z", "period") == datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+    def test_focus_charge_period_in_year_9999(self) -> None:
+        delimiter, rows = sample_rows(CSV_SAMPLES["focus-csv"])
+        header, first = rows[0], rows[1]
+        first[header.index("ChargePeriodEnd")] = "9999-12-31 23:59:59"
+
+        results = read("focus-csv", written(delimiter, [header, first]))
+
+        assert results[0].error is not None
+        assert results[0].error.field_path == "ChargePeriodEnd"

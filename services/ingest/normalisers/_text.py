@@ -26,7 +26,7 @@ def binary_kind(head: bytes) -> str | None:
 
 
 def nul_error(what: str, text: str, offset: int, first_line: int) -> InvalidSyntax | None:
-    """Return the error for a NUL character in decoded text, which no provider export contains, or None.
+    """Return the error for a NUL character in decoded text, or None. PostgreSQL text columns cannot store NUL.
 
     ``text`` starts ``offset`` bytes into the input, on line ``first_line``.
     """

@@ -37,6 +37,7 @@ from services.ingest.normalisers.base import (
     as_rejection,
     currency_code,
     decimal_value,
+    plausible_instant,
     quoted,
     sha256_hex,
     string_tags,
@@ -103,6 +104,7 @@ def azure_day(value: str | None, column: str) -> tuple[datetime, datetime]:
             start = datetime(int(year), int(month), int(day), tzinfo=UTC)
         except ValueError:
             raise RowRejected(column, f"must be a date MM/DD/YYYY or YYYY-MM-DD, got {quoted(value)}") from None
+        start = plausible_instant(start, column, value)
         return start, start + timedelta(days=1)
     return utc_day(value, column)
 

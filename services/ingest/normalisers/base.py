@@ -27,6 +27,8 @@ from shared.events import (
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c2e-4b7a-5e8f-9a0b-1c2d3e4f5a6b")
 
 MAX_PROVIDER_ID_CHARS = 512
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 # A decimal number in ASCII digits, with an optional sign, fraction and exponent. Python's int() and
 # Decimal() also accept other scripts' digits (Arabic-Indic, full-width) and underscores, which no
@@ -298,13 +300,29 @@ def non_negative(value: Decimal | None, field_path: str) -> Decimal | None:
     return value
 
 
+def plausible_instant(parsed: datetime, field_path: str, value: Any) -> datetime:
+    """Convert an aware datetime to UTC, rejecting one outside EARLIEST to LATEST.
+
+    Later steps add a day or move the instant to a tenant's time zone, which overflows
+    Python's datetime near the years 1 and 9999, and no usage or bill is dated so far out.
+    """
+    try:
+        instant = parsed.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not EARLIEST <= instant < LATEST:
+        raise RowRejected(field_path, f"is outside the years {EARLIEST.year} to {LATEST.year - 1}: {quoted(value)}")
+    return instant
+
+
 def epoch_seconds(value: Any, field_path: str) -> datetime:
     seconds = whole_number(value, field_path)
     assert seconds is not None  # required=True never returns None
     try:
-        return datetime.fromtimestamp(seconds, UTC)
+        instant = datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
         raise RowRejected(field_path, f"is not a valid Unix time: {quoted(value)}") from None
+    return plausible_instant(instant, field_path, value)
 
 
 def rfc3339(value: Any, field_path: str) -> datetime:
@@ -317,7 +335,7 @@ def rfc3339(value: Any, field_path: str) -> datetime:
         raise RowRejected(field_path, f"must be an RFC 3339 timestamp, got {quoted(value)}") from None
     if parsed.tzinfo is None:
         raise RowRejected(field_path, f"has no time zone: {quoted(value)}")
-    return parsed.astimezone(UTC)
+    return plausible_instant(parsed, field_path, value)
 
 
 def utc_timestamp(value: Any, field_path: str) -> datetime:
@@ -330,7 +348,7 @@ def utc_timestamp(value: Any, field_path: str) -> datetime:
         raise RowRejected(field_path, f"must be a timestamp, got {quoted(value)}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return plausible_instant(parsed, field_path, value)
 
 
 def utc_day(value: Any, field_path: str) -> tuple[datetime, datetime]:
@@ -346,7 +364,7 @@ def utc_day(value: Any, field_path: str) -> tuple[datetime, datetime]:
         instant = rfc3339(text, field_path)
         if instant != datetime.combine(day, datetime.min.time(), tzinfo=UTC):
             raise RowRejected(field_path, f"must be a UTC midnight, got {quoted(value)}")
-    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    start = plausible_instant(datetime.combine(day, datetime.min.time(), tzinfo=UTC), field_path, value)
     return start, start + timedelta(days=1)
 
 

@@ -37,6 +37,7 @@ from services.ingest.normalisers.base import (
     RowRejected,
     RowResult,
     as_rejection,
+    plausible_instant,
     quoted,
     sha256_hex,
     string_tags,
@@ -84,8 +85,8 @@ def parse_labels(text: str, line_number: int) -> dict[str, str]:
 
 def _sample_time(timestamp_ms: str, line_number: int) -> datetime:
     try:
-        return datetime.fromtimestamp(int(timestamp_ms) / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
+        return plausible_instant(datetime.fromtimestamp(int(timestamp_ms) / 1000, UTC), "timestamp", timestamp_ms)
+    except (OverflowError, OSError, ValueError, RowRejected):
         raise InvalidSyntax(
             f"line {line_number}: timestamp {quoted(timestamp_ms)} is not a time in milliseconds since 1970"
         ) from None

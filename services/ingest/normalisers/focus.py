@@ -39,6 +39,7 @@ from services.ingest.normalisers.base import (
     RowResult,
     as_rejection,
     decimal_value,
+    plausible_instant,
     quoted,
     sha256_hex,
     string_tags,
@@ -100,7 +101,7 @@ def _instant(value: str | None, column: str) -> datetime:
         raise RowRejected(column, f"must be a timestamp, got {quoted(value)}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # FOCUS date-times are UTC
-    return parsed.astimezone(UTC)
+    return plausible_instant(parsed, column, value)
 
 
 def _currency(value: str | None, column: str) -> str:

@@ -49,6 +49,7 @@ from services.ingest.normalisers.base import (
     decimal_value,
     non_negative,
     optional_str,
+    plausible_instant,
     quoted,
     sha256_hex,
     string_tags,
@@ -84,7 +85,7 @@ def _instant(value: Any, field_path: str) -> datetime:
         value = decimal_value(value, field_path)  # Unix seconds written as a JSON number
     if isinstance(value, int | Decimal):
         try:
-            return datetime.fromtimestamp(float(value), UTC)
+            return plausible_instant(datetime.fromtimestamp(float(value), UTC), field_path, value)
         except (OverflowError, OSError, ValueError, InvalidOperation):
             raise RowRejected(field_path, f"is not a valid Unix time: {quoted(value)}") from None
     return utc_timestamp(value, field_path)
