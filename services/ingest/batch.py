@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 
 from services.ingest.import_owners import mark_interrupted_imports
 from services.ingest.importer import ImportSummary, Recorder, file_sha256, validate_tenant
-from services.ingest.normalisers import ImportContext, Normaliser, detect_format, normaliser_for
+from services.ingest.normalisers import FormatError, ImportContext, Normaliser, detect_format, normaliser_for
 from services.ingest.tables import TABLES
 from shared.consumer import DeadLetters
 from shared.db import Database
@@ -60,6 +60,8 @@ class FileImport:
 
 def choose_normaliser(path: Path, format_name: str | None) -> tuple[Normaliser, bool]:
     """Return the normaliser for a file and whether it was detected rather than named."""
+    if not path.is_file():
+        raise FormatError("not a regular file: pass a file, not a device, pipe or folder")
     if format_name:
         return normaliser_for(format_name), False
     with path.open("rb") as handle:

@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from aifinops.cli import main
+from services.ingest.batch import choose_normaliser
 from services.ingest.normalisers import (
     NORMALISERS,
     EmptyInput,
@@ -589,3 +591,28 @@ class TestDates:
 
         assert results[0].error is not None
         assert results[0].error.field_path == "ChargePeriodEnd"
+
+
+class TestHeaderAndPath:
+    def test_repeated_column_name(self) -> None:
+        delimiter, rows = sample_rows(CSV_SAMPLES["focus-csv"])
+        header = ["BilledCost" if name == "AvailabilityZone" else name for name in rows[0]]
+
+        with pytest.raises(FormatError, match="has the column 'BilledCost' twice in its header"):
+            read("focus-csv", written(delimiter, [header, rows[1]]))
+
+    def test_unnamed_columns_may_repeat(self) -> None:
+        # Trailing delimiters make unnamed columns; they hold nothing the reader uses.
+        delimiter, rows = sample_rows(CSV_SAMPLES["focus-csv"])
+        header, first = [*rows[0], "", ""], [*rows[1], "", ""]
+
+        results = read("focus-csv", written(delimiter, [header, first]))
+
+        assert results[0].error is None
+
+    def test_fifo_is_not_read(self, tmp_path: Path) -> None:
+        fifo = tmp_path / "usage.csv"
+        os.mkfifo(fifo)
+
+        with pytest.raises(FormatError, match="not a regular file"):
+            choose_normaliser(fifo, "focus-csv")

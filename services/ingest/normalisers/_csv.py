@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 from services.ingest.normalisers._text import binary_kind, not_utf8, nul_error, without_bom
-from services.ingest.normalisers.base import EmptyInput, FormatError, InvalidSyntax, RowRejected
+from services.ingest.normalisers.base import EmptyInput, FormatError, InvalidSyntax, RowRejected, quoted
 
 MAX_FIELD_CHARS = 64 * 1024
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -63,6 +63,9 @@ def read_rows(
     except csv.Error as error:
         raise FormatError(f"{what} has an unreadable header: {error}") from None
     header = [name.strip() for name in header]
+    repeated = _repeated_name(header)
+    if repeated is not None:
+        raise FormatError(f"{what} has the column {quoted(repeated)} twice in its header, so its cells are ambiguous")
     if check_header is not None:
         check_header(header)
     row_number = 0
@@ -88,6 +91,17 @@ def read_rows(
             "header; check for a missing or unquoted delimiter"
         )
         yield row_number, header, row
+
+
+def _repeated_name(header: list[str]) -> str | None:
+    """Return the first column name that appears twice; unnamed columns, as trailing delimiters make, may repeat."""
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            return name
+        if name:
+            seen.add(name)
+    return None
 
 
 def cell_count_error(row: Mapping[str, Any]) -> RowRejected | None:
