@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import os
 import socket
 import subprocess
@@ -172,3 +174,34 @@ def test_owner_names_this_process() -> None:
 
     assert host == socket.gethostname()
     assert pid == str(os.getpid())
+
+
+async def run_command(*arguments: str, environment: dict[str, str]) -> tuple[int, str]:
+    """Run the aifinops command in a child process, so that this test's event loop keeps serving gRPC."""
+    command = Path(sys.executable).parent / "aifinops"
+    child = await asyncio.create_subprocess_exec(
+        str(command), *arguments, env={**os.environ, **environment}, stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await child.communicate()
+    return child.returncode or 0, output.decode()
+
+
+async def test_imports_command_lists_interrupted(database: Database, tmp_path: Path) -> None:
+    await add_import(database, "killed", "running", exited_process_owner())
+    await mark_interrupted_imports(database)
+
+    service = registration(database, DeadLetterStore(database, None))  # type: ignore[arg-type]
+    async with local_ops(tmp_path, "ingest", [service]) as ops:
+        environment = {
+            "AIFINOPS_CONNECTION_FILE": str(tmp_path / "no-stack.json"),
+            "AIFINOPS_TENANT": "acme",
+            "AIFINOPS_INGEST_GRPC": ops.target,
+            "AIFINOPS_TOKEN": ops.tokens["reader"],
+        }
+        listed_code, listed = await run_command("imports", "list", "--json", environment=environment)
+        shown_code, shown = await run_command("imports", "show", "killed", environment=environment)
+
+    assert listed_code == 0, listed
+    assert [(item["import_id"], item["status"]) for item in json.loads(listed)] == [("killed", "interrupted")]
+    assert shown_code == 0, shown
+    assert json.loads(shown)["status"] == "interrupted"
