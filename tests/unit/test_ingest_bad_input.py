@@ -617,6 +617,12 @@ class TestHeaderAndPath:
 
         assert results[0].error is None
 
+    def test_too_many_columns(self) -> None:
+        header = ",".join(f"column{index}" for index in range(10_001))
+
+        with pytest.raises(FormatError, match="has 10001 columns in its header, more than the 10000 read"):
+            read("focus-csv", header.encode() + b"\n")
+
     def test_fifo_is_not_read(self, tmp_path: Path) -> None:
         fifo = tmp_path / "usage.csv"
         os.mkfifo(fifo)

@@ -14,6 +14,9 @@ from services.ingest.normalisers.base import EmptyInput, FormatError, InvalidSyn
 
 MAX_FIELD_CHARS = 64 * 1024
 MAX_LINE_BYTES = 16 * 1024 * 1024
+# Bounds the memory of one row. CUR 1 files add a column per resource tag, so the bound is generous.
+# NOTE: it is an estimate, not a documented provider limit.
+MAX_COLUMNS = 10_000
 csv.field_size_limit(MAX_FIELD_CHARS)
 
 # Key that read_rows adds to a row whose cell count differs from the header's. Its value is
@@ -62,6 +65,8 @@ def read_rows(
         header = next(reader)
     except csv.Error as error:
         raise FormatError(f"{what} has an unreadable header: {error}") from None
+    if len(header) > MAX_COLUMNS:
+        raise FormatError(f"{what} has {len(header)} columns in its header, more than the {MAX_COLUMNS} read")
     header = [name.strip() for name in header]
     repeated = _repeated_name(header)
     if repeated is not None:
