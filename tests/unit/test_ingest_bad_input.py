@@ -412,7 +412,7 @@ class TestHostileJson:
 
     @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
     def test_non_finite_constants(self, constant: str) -> None:
-        with pytest.raises(InvalidSyntax, match=f"{constant} is not valid in JSON; write a number or null"):
+        with pytest.raises(InvalidSyntax, match=f"{constant} is not a JSON number; write a number or null"):
             read("openai-usage-completions", completions_page(input_tokens=constant))
 
     @pytest.mark.parametrize(

@@ -22,9 +22,10 @@ csv.field_size_limit(MAX_FIELD_CHARS)
 # Key that read_rows adds to a row whose cell count differs from the header's. Its value is
 # "LINE\x1fREASON", and the unit separator keeps it apart from any real column name.
 CELL_COUNT_ERROR = "\x1fcell count"
+# A position just after a CR that ends a line on its own, not as part of CRLF.
+BARE_CR = re.compile(r"(?<=\r)(?!\n)(?=.)", re.DOTALL)
 # The start of a JSON object or array, which no CSV header of a supported format has. A header such
 # as "[Date],[Cost]" from SQL Server does not match.
-BARE_CR = re.compile(r"(?<=\r)(?!\n)(?=.)", re.DOTALL)
 JSON_START = re.compile(r"\s*(\{|\[\s*[\[{\"\]]|\[\s*$)")
 
 
@@ -47,8 +48,9 @@ def read_rows(
     The raw text of a row is not kept by the csv module, so evidence stores the
     parsed cells; the byte stream is decoded as UTF-8 (a BOM is dropped). A row with
     more or fewer cells than the header is never padded or cut: it still has every
-    header column (so header checks pass), and ``cell_count_error`` rejects it. ``check_header`` runs
-    on the header before any row is read, so a file without data rows is checked too.
+    header column (so header checks pass), and ``cell_count_error`` rejects it.
+    ``check_header`` runs on the header before any row is read, so a file without
+    data rows is checked too.
     """
     lines = _decoded_lines(stream, what)
     first_line = next(lines, "")
@@ -147,7 +149,7 @@ def _decoded_lines(stream: IO[bytes], what: str) -> Iterator[str]:
         if nul is not None:
             raise nul
         offset += len(line)
-        if text.find("\r", 0, len(text) - 2) == -1:
+        if "\r" not in text.rstrip("\r\n"):
             yield text
             continue
         # Lines that end in a bare CR, as classic Mac OS and some Excel versions write CSV.

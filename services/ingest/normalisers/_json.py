@@ -101,7 +101,7 @@ def _parse_int(text: str) -> int | str:
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid in JSON; write a number or null")
+    raise ValueError(f"{name} is not a JSON number; write a number or null")
 
 
 def _syntax_error(what: str, error: ValueError | RecursionError) -> FormatError:
@@ -125,7 +125,7 @@ def _check_document(document: Any, what: str, text: str) -> None:
         elif isinstance(node, str) and not node.isascii() and SURROGATE.search(node):
             raise InvalidSyntax(f"{what} has a string with an unpaired surrogate{_escape_position(text)}")
         elif isinstance(node, str) and "\x00" in node:
-            raise InvalidSyntax(f"{what} has a string with a NUL character (\\u0000), which no export contains")
+            raise InvalidSyntax(f"{what} has a string with a NUL character (\\u0000), which text columns cannot store")
 
 
 def _escape_position(text: str) -> str:
