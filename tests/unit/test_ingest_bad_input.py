@@ -35,6 +35,7 @@ from services.ingest.normalisers import (
 from services.ingest.normalisers.azure_cost import azure_day
 from services.ingest.normalisers.base import (
     RowRejected,
+    currency_code,
     decimal_value,
     rfc3339,
     utc_day,
@@ -564,6 +565,26 @@ class TestNotText:
 
         assert results[1].error is not None
         assert results[1].error.field_path == "line 3"
+
+
+class TestCurrency:
+    @pytest.mark.parametrize("value", ["ÄÖÜ", "ＵＳＤ", "US", "USDT", "U$D", ""])
+    def test_not_three_ascii_letters(self, value: str) -> None:
+        with pytest.raises(RowRejected, match="must be an ISO 4217 currency code"):
+            currency_code(value, "currency")
+
+    def test_lower_case_is_read(self) -> None:
+        assert currency_code(" usd ", "currency") == "USD"
+
+    def test_focus_currency_in_other_letters(self) -> None:
+        delimiter, rows = sample_rows(CSV_SAMPLES["focus-csv"])
+        header, first = rows[0], rows[1]
+        first[header.index("BillingCurrency")] = "ＵＳＤ"
+
+        results = read("focus-csv", written(delimiter, [header, first]))
+
+        assert results[0].error is not None
+        assert results[0].error.field_path == "BillingCurrency"
 
 
 class TestDates:

@@ -38,6 +38,8 @@ MAX_NUMBER_CHARS = 100
 LARGEST_NUMBER = Decimal(10) ** 18
 MAX_SCALE = 30  # the smallest non-zero number read is 1E-30
 MAX_QUOTED_CHARS = 40
+# Three ASCII letters. str.isalpha() also accepts letters such as 'Ä', which no ISO 4217 code has.
+CURRENCY_PATTERN = re.compile("[A-Za-z]{3}")
 
 
 class RowRejected(Exception):
@@ -385,7 +387,7 @@ def optional_str(value: Any, field_path: str) -> str | None:
 
 def currency_code(value: Any, field_path: str) -> str:
     """Read an ISO 4217 code; providers write it in either case ('usd', 'USD')."""
-    if not isinstance(value, str) or len(value.strip()) != 3 or not value.strip().isalpha():
+    if not isinstance(value, str) or not CURRENCY_PATTERN.fullmatch(value.strip()):
         raise RowRejected(field_path, f"must be an ISO 4217 currency code, got {quoted(value)}")
     return value.strip().upper()
 

@@ -31,6 +31,7 @@ from typing import IO
 from services.ingest.normalisers._csv import cell_count_error, read_rows
 from services.ingest.normalisers.azure_meters import read_meter
 from services.ingest.normalisers.base import (
+    CURRENCY_PATTERN,
     ROW_ERRORS,
     FormatError,
     IdentityAllocator,
@@ -105,7 +106,7 @@ def _instant(value: str | None, column: str) -> datetime:
 
 
 def _currency(value: str | None, column: str) -> str:
-    if value is None or len(value) != 3 or not value.isalpha():
+    if value is None or not CURRENCY_PATTERN.fullmatch(value):
         raise RowRejected(column, f"must be an ISO 4217 currency code, got {quoted(value)}")
     return value.upper()
 
