@@ -32,6 +32,7 @@ from services.ingest.normalisers import (
     _csv,
     detect_format,
 )
+from services.ingest.normalisers._json import load_json
 from services.ingest.normalisers.azure_cost import azure_day
 from services.ingest.normalisers.base import (
     RowRejected,
@@ -410,6 +411,12 @@ class TestHostileJson:
     def test_deep_nesting(self, data: bytes) -> None:
         with pytest.raises(FormatError, match="^the OpenAI usage report is nested deeper than 32 levels$"):
             read("openai-usage-completions", data)
+
+    def test_depth_limit(self) -> None:
+        # The root is level 1, so 31 nested lists put the number on level 32, the deepest read.
+        assert load_json(io.BytesIO(b"[" * 31 + b"0" + b"]" * 31), "the input") is not None
+        with pytest.raises(FormatError, match="nested deeper than 32 levels"):
+            load_json(io.BytesIO(b"[" * 32 + b"0" + b"]" * 32), "the input")
 
     @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
     def test_non_finite_constants(self, constant: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -111,17 +112,25 @@ def _syntax_error(what: str, error: ValueError | RecursionError) -> FormatError:
 
 
 def _check_document(document: Any, what: str, text: str) -> None:
-    """Reject documents nested deeper than MAX_DEPTH, and strings that are not valid Unicode."""
-    stack: list[tuple[Any, int]] = [(document, 1)]
+    """Reject documents nested deeper than MAX_DEPTH, and strings that are not valid Unicode or hold NUL.
+
+    The walk keeps one iterator per level, so its memory grows with the depth and not with the
+    number of items: a 64 MiB array of small numbers has millions of them.
+    """
+    end = object()
+    stack: list[tuple[Iterator[Any], int]] = [(iter((document,)), 1)]
     while stack:
-        node, depth = stack.pop()
+        children, depth = stack[-1]
+        node = next(children, end)
+        if node is end:
+            stack.pop()
+            continue
         if depth > MAX_DEPTH:
             raise FormatError(f"{what} is nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, dict):
-            stack.extend((key, depth + 1) for key in node)
-            stack.extend((child, depth + 1) for child in node.values())
+            stack.append((itertools.chain(node.keys(), node.values()), depth + 1))
         elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
+            stack.append((iter(node), depth + 1))
         elif isinstance(node, str) and not node.isascii() and SURROGATE.search(node):
             raise InvalidSyntax(f"{what} has a string with an unpaired surrogate{_escape_position(text)}")
         elif isinstance(node, str) and "\x00" in node:
