@@ -23,6 +23,8 @@ from shared.events import Money, OutcomeRecorded
 
 OUTCOME_NAMESPACE = uuid.UUID("2c8f6d1a-5e3b-5a7c-9f04-7d1e2b3c4a58")
 CSV_COLUMNS = ("use_case", "outcome_kind", "quantity", "unit", "occurred_at")
+# Key of the item rows_from_csv yields for a row whose cell count differs from the header's.
+CELL_COUNT_ERROR = "\x1fcell count"
 
 
 class OutcomeRejected(ValueError):
@@ -49,6 +51,9 @@ def outcome_event(item: Any, index: int, *, tenant: str, correlation_id: str, so
     """Validate one outcome object and build its event; raise OutcomeRejected naming the field."""
     if not isinstance(item, dict):
         raise OutcomeRejected(index, "(outcome)", "must be an object")
+    if CELL_COUNT_ERROR in item:
+        field_path, _, reason = str(item[CELL_COUNT_ERROR]).partition("\x1f")
+        raise OutcomeRejected(index, field_path, reason)
     occurred_at = _timestamp(item.get("occurred_at"), index)
     value = item.get("value")
     outcome_id = item.get("outcome_id")
@@ -76,12 +81,38 @@ def outcome_event(item: Any, index: int, *, tenant: str, correlation_id: str, so
 
 
 def rows_from_csv(data: bytes) -> Iterator[dict[str, Any]]:
-    """Read outcome rows from CSV; ``value_amount`` and ``value_currency`` form the optional value."""
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
-    missing = [column for column in CSV_COLUMNS if column not in (reader.fieldnames or [])]
+    """Read outcome rows from CSV; ``value_amount`` and ``value_currency`` form the optional value.
+
+    A row with more or fewer cells than the header yields an item that ``outcome_event``
+    rejects with the row's line, instead of one padded with empty values.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise OutcomeRejected(
+            0, "(file)", f"is not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start} is invalid"
+        ) from None
+    if not text.strip():
+        raise OutcomeRejected(0, "(file)", "is empty")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in next(reader)]
+    missing = [column for column in CSV_COLUMNS if column not in header]
     if missing:
         raise OutcomeRejected(0, "(header)", f"missing columns: {', '.join(missing)}")
-    for row in reader:
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise OutcomeRejected(0, f"line {reader.line_num}", f"is not valid CSV: {error}") from None
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            yield {CELL_COUNT_ERROR: f"line {line}\x1fhas {len(cells)} cells, but the header has {len(header)}"}
+            continue
+        row = dict(zip(header, cells, strict=True))
         item: dict[str, Any] = {key: row.get(key) for key in (*CSV_COLUMNS, "outcome_id")}
         if not item.get("outcome_id"):
             item.pop("outcome_id")

@@ -67,3 +67,34 @@ def test_csv_without_values() -> None:
     [row] = list(rows_from_csv(data))
     assert "value" not in row
     assert "outcome_id" not in row
+
+
+CSV_HEADER = "use_case,outcome_kind,quantity,unit,occurred_at\n"
+
+
+def test_csv_row_length_rejected_with_line() -> None:
+    data = CSV_HEADER + "support,tickets_resolved,180,tickets,2026-11-02T23:00:00Z\nsupport,tickets_resolved\n"
+
+    items = list(rows_from_csv(data.encode()))
+
+    with pytest.raises(OutcomeRejected) as raised:
+        outcome_event(items[1], 1, tenant="acme", correlation_id="c", source="test")
+    assert raised.value.field_path == "line 3"
+    assert raised.value.reason == "has 2 cells, but the header has 5"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "is empty"),
+        (b"\xef\xbb\xbf \n", "is empty"),
+        # The bad byte follows the 48-byte header line and "support," (8 bytes): offset 48 + 8 = 56.
+        (CSV_HEADER.encode() + b"support,\xff", "is not UTF-8 text: byte 0xff at offset 56 is invalid"),
+    ],
+)
+def test_csv_file_errors(data: bytes, reason: str) -> None:
+    with pytest.raises(OutcomeRejected) as raised:
+        list(rows_from_csv(data))
+
+    assert raised.value.field_path == "(file)"
+    assert raised.value.reason == reason
