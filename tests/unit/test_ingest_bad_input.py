@@ -313,6 +313,26 @@ class TestNumbers:
 
         assert raised.value.reason == reason
 
+    @pytest.mark.parametrize(
+        ("text", "reason"),
+        [
+            ("1e9999999999", "is implausibly large ('1e9999999999')"),
+            ("1e-9999999999", "is too small ('1e-9999999999'); the smallest non-zero value read is 1E-30"),
+        ],
+    )
+    def test_extreme_exponent(self, text: str, reason: str) -> None:
+        # abs() of these raised decimal.Overflow or ran into the context's limits.
+        for read_number in (decimal_value, whole_number):
+            with pytest.raises(RowRejected) as raised:
+                read_number(text, "cost")
+
+            assert raised.value.reason == reason
+
+    def test_zero_with_extreme_exponent(self) -> None:
+        assert decimal_value("0e9999999999", "cost") == 0
+        assert str(decimal_value("0e9999999999", "cost")) == "0"
+        assert str(decimal_value("-0e-9999999999", "cost")) == "0"
+
     def test_signed_zero_is_zero(self) -> None:
         assert str(decimal_value("-0", "cost")) == "0"
         assert str(decimal_value("-0.00", "cost")) == "0.00"
@@ -459,6 +479,19 @@ class TestHostileJson:
 
         with pytest.raises(InvalidSyntax, match=r"unpaired surrogate \(\\ud800 on line 26\)"):
             read("openai-usage-completions", data)
+
+    @pytest.mark.parametrize("escape", ["\\ud800", "\\u0000"])
+    def test_escape_in_json_inside_a_cell(self, escape: str) -> None:
+        # The Tags cell is JSON text inside a CSV cell, so the file-level check does not see its escapes.
+        delimiter, rows = sample_rows(CSV_SAMPLES["focus-csv"])
+        header, first = rows[0], rows[1]
+        first[header.index("Tags")] = '{"team": "a' + escape + '"}'
+
+        results = read("focus-csv", written(delimiter, [header, first]))
+
+        assert results[0].error is not None
+        assert results[0].error.field_path == "Tags"
+        assert results[0].error.reason.startswith("has text with a NUL or an unpaired surrogate")
 
     def test_nested_json_in_a_field(self) -> None:
         record = json.loads((DATA / "litellm_spend_logs_payload.json").read_bytes())

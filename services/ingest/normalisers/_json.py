@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from services.ingest.normalisers._text import decode_utf8
-from services.ingest.normalisers.base import EmptyInput, FormatError, InvalidSyntax, RowRejected, quoted
+from services.ingest.normalisers.base import SURROGATE, EmptyInput, FormatError, InvalidSyntax, RowRejected, quoted
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -18,7 +18,6 @@ log = get_logger(__name__)
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_INTEGER_CHARS = 100
-SURROGATE = re.compile("[\ud800-\udfff]")
 # A \uD800-\uDBFF escape without a \uDC00-\uDFFF escape after it, or a \uDC00-\uDFFF one without the first before.
 UNPAIRED_ESCAPE = re.compile(
     r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"

@@ -45,6 +45,7 @@ from services.ingest.normalisers.base import (
     RowRejected,
     RowResult,
     as_rejection,
+    checked_text,
     currency_code,
     decimal_value,
     quoted,
@@ -277,7 +278,7 @@ class AwsCur:
         if not text:
             return {}
         try:
-            parsed = json.loads(text)
+            parsed = checked_text(json.loads(text), "product")
         except (ValueError, RecursionError):
             raise RowRejected("product", f"must be a JSON object, got {quoted(text)}") from None
         if not isinstance(parsed, dict):
@@ -295,7 +296,7 @@ class AwsCur:
         text = (row.get("resource_tags") or "").strip()
         if text:
             try:
-                parsed = json.loads(text)
+                parsed = checked_text(json.loads(text), "resource_tags")
             except (ValueError, RecursionError):
                 raise RowRejected("resource_tags", f"must be a JSON object, got {quoted(text)}") from None
             if not isinstance(parsed, dict):

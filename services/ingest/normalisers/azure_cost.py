@@ -35,6 +35,7 @@ from services.ingest.normalisers.base import (
     RowRejected,
     RowResult,
     as_rejection,
+    checked_text,
     currency_code,
     decimal_value,
     plausible_instant,
@@ -115,7 +116,7 @@ def azure_tags(cell: str | None) -> dict[str, str]:
         return {}
     text = cell if cell.lstrip().startswith("{") else "{" + cell + "}"
     try:
-        parsed = json.loads(text)
+        parsed = checked_text(json.loads(text), "Tags")
     except (ValueError, RecursionError):
         raise RowRejected("Tags", f"must be a JSON object, got {quoted(cell)}") from None
     if not isinstance(parsed, dict):

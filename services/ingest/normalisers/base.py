@@ -38,6 +38,7 @@ MAX_NUMBER_CHARS = 100
 LARGEST_NUMBER = Decimal(10) ** 18
 MAX_SCALE = 30  # the smallest non-zero number read is 1E-30
 MAX_QUOTED_CHARS = 40
+SURROGATE = re.compile("[\ud800-\udfff]")
 # Three ASCII letters. str.isalpha() also accepts letters such as 'Ä', which no ISO 4217 code has.
 CURRENCY_PATTERN = re.compile("[A-Za-z]{3}")
 
@@ -238,6 +239,17 @@ def _parse_ascii_number(value: Any, field_path: str, expected: str) -> Decimal:
         raise RowRejected(field_path, f"must be {expected}, got {quoted(value)}") from None
     if not number.is_finite():
         raise RowRejected(field_path, f"must be a finite number, got {quoted(value)}")
+    if number.is_zero():
+        # Some exports write -0 or -0.00; a signed zero is still zero, and its scale is kept when it is usual.
+        exponent = int(number.as_tuple().exponent)
+        return Decimal((0, (0,), exponent)) if -MAX_SCALE <= exponent <= 0 else Decimal(0)
+    # The exponent is checked first, without arithmetic: abs() of 1E+999999999 raises decimal.Overflow.
+    if number.adjusted() > LARGEST_NUMBER.adjusted() or number.copy_abs() > LARGEST_NUMBER:
+        raise RowRejected(field_path, f"is implausibly large ({quoted(value)})")
+    if number.adjusted() < -MAX_SCALE:
+        raise RowRejected(
+            field_path, f"is too small ({quoted(value)}); the smallest non-zero value read is 1E-{MAX_SCALE}"
+        )
     return number
 
 
@@ -261,8 +273,6 @@ def whole_number(value: Any, field_path: str, *, required: bool = True) -> int |
         number = int(value)
     elif isinstance(value, str | Decimal):
         decimal = _parse_ascii_number(value, field_path, "a whole number")
-        if abs(decimal) > 10**18:
-            raise RowRejected(field_path, f"is implausibly large ({quoted(value)})")
         if decimal != decimal.to_integral_value():
             raise RowRejected(field_path, f"must be a whole number, got {quoted(value)}")
         number = int(decimal)
@@ -289,16 +299,7 @@ def decimal_value(value: Any, field_path: str, *, required: bool = True) -> Deci
         raise RowRejected(field_path, f"must be a finite number, got {value}")
     if not isinstance(value, str | int | Decimal):
         raise RowRejected(field_path, f"must be a number, got {type(value).__name__}")
-    number = _parse_ascii_number(value, field_path, "a number")
-    if abs(number) > LARGEST_NUMBER:
-        raise RowRejected(field_path, f"is implausibly large ({quoted(value)})")
-    if number.is_zero():
-        return abs(number)  # -0 and -0.00 are written by some exports; a signed zero is still zero
-    if number.adjusted() < -MAX_SCALE:
-        raise RowRejected(
-            field_path, f"is too small ({quoted(value)}); the smallest non-zero value read is 1E-{MAX_SCALE}"
-        )
-    return number
+    return _parse_ascii_number(value, field_path, "a number")
 
 
 def non_negative(value: Decimal | None, field_path: str) -> Decimal | None:
@@ -373,6 +374,26 @@ def utc_day(value: Any, field_path: str) -> tuple[datetime, datetime]:
             raise RowRejected(field_path, f"must be a UTC midnight, got {quoted(value)}")
     start = plausible_instant(datetime.combine(day, datetime.min.time(), tzinfo=UTC), field_path, value)
     return start, start + timedelta(days=1)
+
+
+def checked_text(value: Any, field_path: str) -> Any:
+    """Return a value parsed from JSON or a literal inside a field, rejecting text that cannot be stored.
+
+    Escapes such as \\ud800 or \\u0000 decode to an unpaired surrogate or a NUL, which UTF-8 and
+    PostgreSQL text cannot hold, so the event carrying them could not be serialised.
+    """
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node or (not node.isascii() and SURROGATE.search(node)):
+                raise RowRejected(field_path, f"has text with a NUL or an unpaired surrogate: {quoted(node)}")
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack.extend(node)
+    return value
 
 
 def optional_str(value: Any, field_path: str) -> str | None:

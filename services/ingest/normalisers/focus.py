@@ -39,6 +39,7 @@ from services.ingest.normalisers.base import (
     RowRejected,
     RowResult,
     as_rejection,
+    checked_text,
     decimal_value,
     plausible_instant,
     quoted,
@@ -233,7 +234,7 @@ def _tags(cell: str | None) -> dict[str, str]:
     if cell is None:
         return {}
     try:
-        parsed = json.loads(cell, parse_float=Decimal)
+        parsed = checked_text(json.loads(cell, parse_float=Decimal), "Tags")
     except (ValueError, RecursionError):
         raise RowRejected("Tags", f"must be a JSON object, got {quoted(cell)}") from None
     if not isinstance(parsed, dict):

@@ -40,6 +40,7 @@ from services.ingest.normalisers.base import (
     RowRejected,
     RowResult,
     as_rejection,
+    checked_text,
     currency_code,
     decimal_value,
     optional_str,
@@ -82,11 +83,11 @@ def _literal(cell: Any, field_path: str) -> Any:
     if not text:
         return None
     try:
-        return json.loads(text, parse_float=str)
+        return checked_text(json.loads(text, parse_float=str), field_path)
     except (ValueError, RecursionError):
         pass
     try:
-        return ast.literal_eval(text)
+        return checked_text(ast.literal_eval(text), field_path)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         raise RowRejected(field_path, f"must be a JSON or literal list, got {quoted(text)}") from None
 

@@ -46,6 +46,7 @@ from services.ingest.normalisers.base import (
     RowRejected,
     RowResult,
     as_rejection,
+    checked_text,
     decimal_value,
     non_negative,
     optional_str,
@@ -74,7 +75,7 @@ _PROVIDERS = {
 def _json_field(value: Any, field_path: str) -> Any:
     if isinstance(value, str) and value.strip()[:1] in ("{", "["):
         try:
-            return json.loads(value, parse_float=str)
+            return checked_text(json.loads(value, parse_float=str), field_path)
         except (ValueError, RecursionError):
             raise RowRejected(field_path, f"must be JSON, got {quoted(value)}") from None
     return value
