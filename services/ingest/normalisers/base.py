@@ -31,8 +31,8 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 # A decimal number in ASCII digits, with an optional sign, fraction and exponent. Python's int() and
-# Decimal() also accept other scripts' digits (Arabic-Indic, full-width) and underscores, which no
-# provider writes, so readers reject those before converting (see _parse_ascii_number).
+# Decimal() also accept other scripts' digits (Arabic-Indic, full-width) and underscores, so the
+# readers reject those before converting (see _parse_ascii_number).
 NUMBER_PATTERN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 MAX_NUMBER_CHARS = 100
 LARGEST_NUMBER = Decimal(10) ** 18
