@@ -35,7 +35,7 @@ def main(log_level: str) -> None:
     Commands read KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL (else SQLite files under AIFINOPS_DATA_DIR)
     and AIFINOPS_TENANT from the environment; while `aifinops demo --keep-running` runs, unset ones come from
     its connection file, so every command works on the demo's data. Commands over the services' ops APIs
-    (spend, showback, findings, budgets, recommendations, economics, value, prices, rules, dlq) connect as
+    (spend, showback, findings, budgets, recommendations, economics, value, prices, rules, dlq, imports) connect as
     aifinops/ops_client.py describes: AIFINOPS_<SERVICE>_GRPC and AIFINOPS_TOKEN, else that connection file.
     """
     configure_logging("cli", level=log_level)
@@ -112,7 +112,7 @@ def import_command(
             errors.print(f"error: {error}")
             sys.exit(2)
         except FormatError as error:
-            errors.print(f"error: {file}: {error}")
+            errors.print(f"error: {file}: {error}{_detected_hint(file, format_name)}")
             sys.exit(2)
     summary = result.summary
     if as_json:
@@ -135,8 +135,32 @@ def import_command(
             console.print(
                 f"  rejected row {rejection.row_number}: {rejection.field_path}: {rejection.reason}", highlight=False
             )
+        every_row_rejected = summary.rows_read > 0 and summary.rejected == summary.rows_read
+        if every_row_rejected and format_name:
+            console.print(f"  every row was rejected{_detected_hint(file, format_name)}", highlight=False)
+        if summary.rows_read == 0:
+            console.print(
+                f"  {file.name} has no data rows (only a header, or an empty list), so nothing was imported",
+                highlight=False,
+            )
     if summary.rejected:
         sys.exit(1)
+
+
+def _detected_hint(file: Path, format_name: str | None) -> str:
+    """Suggest the detected format when the one given with --format failed, or return ''."""
+    if not format_name:
+        return ""
+    from services.ingest.batch import choose_normaliser
+    from services.ingest.normalisers import FormatError, UnknownFormat
+
+    try:
+        detected, _ = choose_normaliser(file, None)
+    except (UnknownFormat, FormatError, OSError):
+        return f"; check that the file is in format {format_name}"
+    if detected.format_name == format_name:
+        return ""
+    return f"; the file looks like format {detected.format_name}, so leave out --format to import it as that"
 
 
 @main.command("formats")
@@ -331,6 +355,45 @@ def dlq_replay(letter_id: str) -> None:
 
     response = _call("ingest", "ReplayDeadLetter", ingest_pb2.ReplayDeadLetterRequest(id=letter_id))
     console.print(f"replayed {letter_id} to {response.topic} at {response.replayed_at}")  # type: ignore[attr-defined]
+
+
+@main.group("imports")
+def imports_group() -> None:
+    """File imports and webhook payloads with their status and counts (through the ingest ops API)."""
+
+
+IMPORT_COLUMNS = ["import_id", "status", "channel", "file_name", "format", "started_at", "finished_at"]
+
+
+@imports_group.command("list")
+@click.option("--tenant", help="Tenant whose imports to list; defaults to AIFINOPS_TENANT.")
+@click.option("--limit", default=50, show_default=True, help="Imports per page.")
+@click.option("--page-token", default="", help="Token printed by the previous page.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def imports_list(tenant: str | None, limit: int, page_token: str, as_json: bool) -> None:
+    """List imports, newest first. An import whose process was killed shows as interrupted."""
+    from shared.protos.ingest.v1 import ingest_pb2
+
+    request = ingest_pb2.ListImportsRequest(tenant=tenant or _settings().tenant, page_size=limit, page_token=page_token)
+    response = _call("ingest", "ListImports", request)
+    imports = list(response.imports)  # type: ignore[attr-defined]
+    _print_messages(imports, [*IMPORT_COLUMNS, "rows_read", "accepted", "rejected"], as_json, "Imports")
+    if response.next_page_token and not as_json:  # type: ignore[attr-defined]
+        console.print(f"next page: --page-token {response.next_page_token}")  # type: ignore[attr-defined]
+
+
+@imports_group.command("show")
+@click.argument("import_id")
+def imports_show(import_id: str) -> None:
+    """Print one import with its status and counts."""
+    from google.protobuf.json_format import MessageToDict
+
+    from shared.protos.ingest.v1 import ingest_pb2
+
+    found = _call("ingest", "GetImport", ingest_pb2.GetImportRequest(import_id=import_id))
+    console.print_json(
+        json.dumps(MessageToDict(found, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))  # type: ignore[arg-type]
+    )
 
 
 @main.command("demo")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.ingest.dead_letters import DEAD_LETTERS, DeadLetterStore
+from services.ingest.import_owners import mark_interrupted_imports
 from services.ingest.importer import Recorder
 from services.ingest.ops import registration
 from services.ingest.settings import IngestSettings
@@ -20,11 +21,16 @@ async def main() -> None:
     recorder = Recorder(runtime.database, runtime.outbox, runtime.dead_letters, send_timeout_s=5.0)
     dead_letters = DeadLetterStore(runtime.database, runtime.publisher)
     runtime.subscribe(Topic.DEAD_LETTER, DeadLetterRecorded, dead_letters.handle)
+
+    async def mark_interrupted() -> None:
+        await mark_interrupted_imports(runtime.database)
+
     await runtime.run(
         [*TABLES, DEAD_LETTERS],
         http_app=build_webhook_app(recorder, settings),
         http_port=settings.http_port,
         registrations=[registration(runtime.database, dead_letters)],
+        on_started=mark_interrupted,
     )
 
 

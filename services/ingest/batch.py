@@ -17,8 +17,9 @@ from typing import IO, Any
 
 from aiokafka.errors import KafkaError
 
+from services.ingest.import_owners import mark_interrupted_imports
 from services.ingest.importer import ImportSummary, Recorder, file_sha256, validate_tenant
-from services.ingest.normalisers import ImportContext, Normaliser, detect_format, normaliser_for
+from services.ingest.normalisers import FormatError, ImportContext, Normaliser, detect_format, normaliser_for
 from services.ingest.tables import TABLES
 from shared.consumer import DeadLetters
 from shared.db import Database
@@ -59,6 +60,8 @@ class FileImport:
 
 def choose_normaliser(path: Path, format_name: str | None) -> tuple[Normaliser, bool]:
     """Return the normaliser for a file and whether it was detected rather than named."""
+    if not path.is_file():
+        raise FormatError("not a regular file: pass a file, not a device, pipe or folder")
     if format_name:
         return normaliser_for(format_name), False
     with path.open("rb") as handle:
@@ -88,6 +91,7 @@ async def import_file(
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="aifinops-import")
     try:
         await database.create_tables(TABLES)
+        await mark_interrupted_imports(database)
         connected = await _connect(publisher, settings)
         outbox = Outbox("ingest", database, publisher)
         recorder = Recorder(

@@ -26,6 +26,7 @@ from typing import IO, Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.ingest.import_owners import process_owner
 from services.ingest.normalisers import ImportContext, Normaliser, RowResult
 from services.ingest.normalisers.base import IngestEvent
 from services.ingest.tables import IngestImport, IngestRejectedRow, IngestUsageEvent
@@ -207,6 +208,7 @@ class Recorder:
         summary = ImportSummary(normaliser.format_name, context.file_name, input_sha256)
         import_id = str(uuid.uuid4())
         await self._start_import(import_id, summary, context)
+        outcome = "failed"
         try:
             rows = normaliser.rows(stream, context)
             if all_or_nothing:
@@ -228,8 +230,15 @@ class Recorder:
                             accepted=summary.accepted,
                             rejected=summary.rejected,
                         )
+            outcome = "completed"
+        except ConflictingEvents:
+            outcome = "completed"  # the input was read to the end and rejected as a whole
+            raise
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            outcome = "interrupted"
+            raise
         finally:
-            await self._finish_import(import_id, summary)
+            await self._finish_import(import_id, summary, outcome)
         log.info(
             "import.finished",
             format=summary.format_name,
@@ -373,10 +382,13 @@ class Recorder:
                     source_format=summary.format_name,
                     started_at=utc_now(),
                     status="running",
+                    owner=process_owner(),
                 )
             )
 
-    async def _finish_import(self, import_id: str, summary: ImportSummary) -> None:
+    async def _finish_import(self, import_id: str, summary: ImportSummary, outcome: str) -> None:
+        """Store the counts, and a status: done or rejected when the input was read to the end, else the outcome."""
+        status = ("rejected" if summary.rejected else "done") if outcome == "completed" else outcome
         async with self.database.transaction() as connection:
             await connection.execute(
                 update(_IMPORTS)
@@ -388,7 +400,7 @@ class Recorder:
                     duplicates=summary.duplicates,
                     rejected=summary.rejected,
                     empty=summary.empty,
-                    status="rejected" if summary.rejected else "done",
+                    status=status,
                 )
             )
 

@@ -68,7 +68,11 @@ class IngestImport(SQLModel, table=True):
     duplicates: int = 0
     rejected: int = 0
     empty: int = 0
+    # Status: running, done, rejected (done with rejected rows), failed (stopped by an error) or
+    # interrupted (its process was stopped, killed or lost, as services/ingest/import_owners.py finds).
     status: str = Field(default="running", sa_column=Column(String(16), nullable=False))
+    # The process that runs the import, as import_owners.process_owner writes it: host|boot id|pid|start time.
+    owner: str | None = Field(default=None, max_length=255)
 
 
 OUTBOX = outbox_table("ingest")

@@ -35,6 +35,8 @@ CONTENT_FIELDS = ("use_case", "outcome_kind", "quantity", "unit", "occurred_at",
 # NOTE: plausibility limits chosen for business outcomes of one record, not taken from any standard.
 MAX_QUANTITY = Decimal(10) ** 12
 MAX_VALUE_AMOUNT = Decimal(10) ** 12
+# Key of the item rows_from_csv yields for a row whose cell count differs from the header's.
+CELL_COUNT_ERROR = "\x1fcell count"
 
 
 class OutcomeRejected(ValueError):
@@ -61,6 +63,9 @@ def outcome_event(item: Any, index: int, *, tenant: str, correlation_id: str, so
     """Validate one outcome object and build its event; raise OutcomeRejected naming the field."""
     if not isinstance(item, dict):
         raise OutcomeRejected(index, "(outcome)", "must be an object")
+    if CELL_COUNT_ERROR in item:
+        field_path, _, reason = str(item[CELL_COUNT_ERROR]).partition("\x1f")
+        raise OutcomeRejected(index, field_path, reason)
     unknown = sorted(str(key) for key in item if key not in OUTCOME_FIELDS)
     if unknown:
         raise OutcomeRejected(
@@ -130,7 +135,11 @@ def same_content(first: OutcomeRecorded, second: OutcomeRecorded) -> bool:
 
 
 def rows_from_csv(data: bytes) -> Iterator[dict[str, Any]]:
-    """Read outcome rows from CSV; ``value_amount`` and ``value_currency`` form the optional value."""
+    """Read outcome rows from CSV; ``value_amount`` and ``value_currency`` form the optional value.
+
+    A row with more or fewer cells than the header yields an item that ``outcome_event``
+    rejects with the row's line, instead of one padded with empty values.
+    """
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -141,11 +150,27 @@ def rows_from_csv(data: bytes) -> Iterator[dict[str, Any]]:
             f"the file is not UTF-8: byte 0x{data[error.start]:02x} at offset {error.start} (line {line}) "
             "is invalid; save the file as UTF-8 and import it again",
         ) from None
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [column for column in CSV_COLUMNS if column not in (reader.fieldnames or [])]
+    if not text.strip():
+        raise OutcomeRejected(0, "(file)", "is empty")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in next(reader)]
+    missing = [column for column in CSV_COLUMNS if column not in header]
     if missing:
         raise OutcomeRejected(0, "(header)", f"missing columns: {', '.join(missing)}")
-    for row in reader:
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise OutcomeRejected(0, f"line {reader.line_num}", f"is not valid CSV: {error}") from None
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            yield {CELL_COUNT_ERROR: f"line {line}\x1fhas {len(cells)} cells, but the header has {len(header)}"}
+            continue
+        row = dict(zip(header, cells, strict=True))
         item: dict[str, Any] = {key: row.get(key) for key in (*CSV_COLUMNS, "outcome_id")}
         if not item.get("outcome_id"):
             item.pop("outcome_id")

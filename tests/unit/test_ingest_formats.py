@@ -242,8 +242,18 @@ class TestAnthropicCostAndClaudeCode:
 
 
 class TestAwsCur:
+    def test_cur1_rows_one_cell_short_are_rejected(self) -> None:
+        # Every data row of this sample has 130 cells under a 131-column header.
+        rows = read_path(FIXTURES / "aws_cur" / "koku_test_cur1_2018-06.csv")
+        assert len(rows) == 19
+        assert [row.error.field_path for row in rows if row.error] == [f"line {n}" for n in range(2, 21)]
+        assert all(row.error and row.error.reason.startswith("has 130 cells, fewer than the 131") for row in rows)
+
     def test_cur1_rows_and_total(self) -> None:
-        events = usage_events(read_path(FIXTURES / "aws_cur" / "koku_test_cur1_2018-06.csv"))
+        # Which cell is missing is unknown. With an empty one appended, the columns this test reads line up.
+        header, *lines = (FIXTURES / "aws_cur" / "koku_test_cur1_2018-06.csv").read_text().splitlines()
+        data = "\n".join([header, *(line + "," for line in lines)]).encode()
+        events = usage_events(read_bytes("aws-cur", data))
         assert len(events) == 19
         first = events[0]
         assert billed(first) == Decimal("0.00165303109242778")  # 0.01001837025713806 GB at 0.165

@@ -116,3 +116,32 @@ def test_csv_not_utf8_is_rejected() -> None:
     assert error.value.field_path == "(encoding)"
     # The header is 47 bytes plus a newline, then "support-caf" is 11 bytes, so 0xe9 is at offset 48 + 11 = 59.
     assert "byte 0xe9 at offset 59 (line 2)" in error.value.reason
+
+
+CSV_HEADER = "use_case,outcome_kind,quantity,unit,occurred_at\n"
+
+
+def test_csv_row_length_rejected_with_line() -> None:
+    data = CSV_HEADER + "support,tickets_resolved,180,tickets,2026-11-02T23:00:00Z\nsupport,tickets_resolved\n"
+
+    items = list(rows_from_csv(data.encode()))
+
+    with pytest.raises(OutcomeRejected) as raised:
+        outcome_event(items[1], 1, tenant="acme", correlation_id="c", source="test")
+    assert raised.value.field_path == "line 3"
+    assert raised.value.reason == "has 2 cells, but the header has 5"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "is empty"),
+        (b"\xef\xbb\xbf \n", "is empty"),
+    ],
+)
+def test_csv_file_errors(data: bytes, reason: str) -> None:
+    with pytest.raises(OutcomeRejected) as raised:
+        list(rows_from_csv(data))
+
+    assert raised.value.field_path == "(file)"
+    assert raised.value.reason == reason

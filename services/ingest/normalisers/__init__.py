@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from services.ingest.normalisers._text import binary_kind, without_bom
 from services.ingest.normalisers.anthropic_costs import AnthropicCostReport
 from services.ingest.normalisers.anthropic_usage import AnthropicUsageReport
 from services.ingest.normalisers.aws_cur import AwsCur
 from services.ingest.normalisers.azure_cost import AzureCostExport
 from services.ingest.normalisers.base import (
+    EmptyInput,
     FormatError,
     ImportContext,
     InvalidSyntax,
@@ -91,8 +93,22 @@ def normaliser_for(format_name: str) -> Normaliser:
 
 
 def detect_format(head: bytes, file_name: str | None) -> Normaliser:
-    """Pick the normaliser whose detector accepts the input; raise if none or several do."""
+    """Pick the normaliser whose detector accepts the input; raise if none or several do.
+
+    Detectors see the head without a UTF-8 BOM. When it starts with { or [, formats that read
+    JSON are tried first, because a minified JSON page has all its keys on the line that CSV
+    detectors take for a header. An empty input raises EmptyInput.
+    """
+    head = without_bom(head)
+    if not head.strip():
+        raise EmptyInput("the file is empty" if file_name else "the input is empty")
+    advice = binary_kind(head)
+    if advice is not None:
+        raise InvalidSyntax(f"{'the file' if file_name else 'the input'} {advice}")
     matches = [normaliser for normaliser in NORMALISERS.values() if normaliser.detect(head, file_name)]
+    if head.lstrip()[:1] in (b"{", b"["):
+        json_matches = [normaliser for normaliser in matches if normaliser.reads_json]
+        matches = json_matches or matches
     if len(matches) == 1:
         return matches[0]
     known = ", ".join(sorted(NORMALISERS))
@@ -109,6 +125,7 @@ def detect_format(head: bytes, file_name: str | None) -> Normaliser:
 
 __all__ = [
     "NORMALISERS",
+    "EmptyInput",
     "FormatError",
     "ImportContext",
     "InvalidSyntax",

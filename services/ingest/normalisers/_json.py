@@ -2,50 +2,37 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from services.ingest.normalisers.base import FormatError, InvalidSyntax, RowRejected
+from services.ingest.normalisers._text import decode_utf8
+from services.ingest.normalisers.base import SURROGATE, EmptyInput, FormatError, InvalidSyntax, RowRejected, quoted
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 32
+MAX_INTEGER_CHARS = 100
+# A \uD800-\uDBFF escape without a \uDC00-\uDFFF escape after it, or a \uDC00-\uDFFF one without the first before.
+UNPAIRED_ESCAPE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 
 def load_json(stream: IO[bytes], what: str) -> Any:
-    data = stream.read(MAX_JSON_BYTES + 1)
-    if len(data) > MAX_JSON_BYTES:
-        raise FormatError(f"{what} is larger than {MAX_JSON_BYTES} bytes; split it into pages")
+    text = _read_text(stream, what)
     try:
-        document = json.loads(data, parse_float=str, parse_constant=_reject_constant)
+        document = _parse(text)
     except (ValueError, RecursionError) as error:
-        raise InvalidSyntax(f"{what} is not valid JSON: {error}") from None
-    _check_depth(document, what)
+        raise _syntax_error(what, error) from None
+    _check_document(document, what, text)
     return document
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _check_depth(document: Any, what: str) -> None:
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise FormatError(f"{what} is nested deeper than {MAX_DEPTH} levels")
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
-
-
-def canonical_bytes(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def load_json_or_lines(stream: IO[bytes], what: str) -> list[Any]:
@@ -54,31 +41,120 @@ def load_json_or_lines(stream: IO[bytes], what: str) -> list[Any]:
     A single document that is a list is returned as is, so a JSON array, a page object
     and NDJSON all come back as a list of items to normalise.
     """
-    data = stream.read(MAX_JSON_BYTES + 1)
-    if len(data) > MAX_JSON_BYTES:
-        raise FormatError(f"{what} is larger than {MAX_JSON_BYTES} bytes; split it into pages")
+    text = _read_text(stream, what)
     try:
-        document = json.loads(data, parse_float=str, parse_constant=_reject_constant)
+        document = _parse(text)
     except json.JSONDecodeError as error:
         if not error.msg.startswith("Extra data"):
-            raise InvalidSyntax(f"{what} is not valid JSON: {error}") from None
-        return _json_lines(data, what)
+            raise _syntax_error(what, error) from None
+        return _json_lines(text, what)
     except (ValueError, RecursionError) as error:
-        raise InvalidSyntax(f"{what} is not valid JSON: {error}") from None
-    _check_depth(document, what)
+        raise _syntax_error(what, error) from None
+    _check_document(document, what, text)
     return document if isinstance(document, list) else [document]
 
 
-def _json_lines(data: bytes, what: str) -> list[Any]:
+def canonical_bytes(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _read_text(stream: IO[bytes], what: str) -> str:
+    data = stream.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise FormatError(f"{what} is larger than {MAX_JSON_BYTES} bytes; split it into pages")
+    text = decode_utf8(data, what)
+    if not text.strip():
+        raise EmptyInput(f"{what} is empty")
+    return text
+
+
+def _parse(text: str) -> Any:
+    """Parse JSON text, keeping fractions and integers of more than MAX_INTEGER_CHARS characters as text.
+
+    The field readers then reject a long integer with the field's name, where int() would
+    fail for the whole input beyond Python's limit of 4300 digits. A repeated key, NaN and
+    Infinity are rejected.
+    """
+    return json.loads(
+        text,
+        parse_float=str,
+        parse_int=_parse_int,
+        parse_constant=_reject_constant,
+        object_pairs_hook=_unique_keys,
+    )
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build an object, rejecting a key that appears twice: json.loads would keep the last value silently."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {quoted(key)} appears twice in one object")
+            seen.add(key)
+    return document
+
+
+def _parse_int(text: str) -> int | str:
+    return int(text) if len(text) <= MAX_INTEGER_CHARS else text
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number; write a number or null")
+
+
+def _syntax_error(what: str, error: ValueError | RecursionError) -> FormatError:
+    if isinstance(error, RecursionError):
+        return FormatError(f"{what} is nested deeper than {MAX_DEPTH} levels")
+    return InvalidSyntax(f"{what} is not valid JSON: {error}")
+
+
+def _check_document(document: Any, what: str, text: str) -> None:
+    """Reject documents nested deeper than MAX_DEPTH, and strings that are not valid Unicode or hold NUL.
+
+    The walk keeps one iterator per level, so its memory grows with the depth and not with the
+    number of items: a 64 MiB array of small numbers has millions of them.
+    """
+    end = object()
+    stack: list[tuple[Iterator[Any], int]] = [(iter((document,)), 1)]
+    while stack:
+        children, depth = stack[-1]
+        node = next(children, end)
+        if node is end:
+            stack.pop()
+            continue
+        if depth > MAX_DEPTH:
+            raise FormatError(f"{what} is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, dict):
+            stack.append((itertools.chain(node.keys(), node.values()), depth + 1))
+        elif isinstance(node, list):
+            stack.append((iter(node), depth + 1))
+        elif isinstance(node, str) and not node.isascii() and SURROGATE.search(node):
+            raise InvalidSyntax(f"{what} has a string with an unpaired surrogate{_escape_position(text)}")
+        elif isinstance(node, str) and "\x00" in node:
+            raise InvalidSyntax(f"{what} has a string with a NUL character (\\u0000), which text columns cannot store")
+
+
+def _escape_position(text: str) -> str:
+    """Describe where the first unpaired surrogate escape is in the JSON text, or return ''."""
+    match = UNPAIRED_ESCAPE.search(text)
+    if match is None:
+        return ""
+    line = text.count("\n", 0, match.start()) + 1
+    return f" ({match.group()} on line {line}), which is not valid Unicode"
+
+
+def _json_lines(text: str, what: str) -> list[Any]:
     documents: list[Any] = []
-    for line_number, line in enumerate(data.splitlines(), start=1):
+    for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            document = json.loads(line, parse_float=str, parse_constant=_reject_constant)
+            document = _parse(line)
         except (ValueError, RecursionError) as error:
-            raise InvalidSyntax(f"{what} line {line_number} is not valid JSON: {error}") from None
-        _check_depth(document, what)
+            raise _syntax_error(f"{what} line {line_number}", error) from None
+        _check_document(document, f"{what} line {line_number}", line)
         documents.append(document)
     return documents
 

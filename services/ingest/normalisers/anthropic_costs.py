@@ -24,6 +24,7 @@ from services.ingest.normalisers.base import (
     currency_code,
     decimal_value,
     optional_str,
+    quoted,
     rfc3339,
     sha256_hex,
     string_tags,
@@ -36,6 +37,7 @@ _TIERS = {None: None, "standard": ServiceTier.STANDARD, "batch": ServiceTier.BAT
 class AnthropicCostReport:
     format_name = "anthropic-cost-report"
     description = "Anthropic Admin API cost report (JSON page); reconciled, not added to spend"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b'"starting_at"' in head and b'"cost_type"' in head
@@ -70,7 +72,7 @@ class AnthropicCostReport:
         currency = currency_code(result.get("currency"), f"{field_path}.currency")
         tier_name = result.get("service_tier")
         if not isinstance(tier_name, str | None) or tier_name not in _TIERS:
-            raise RowRejected(f"{field_path}.service_tier", f"unknown service tier {tier_name!r}")
+            raise RowRejected(f"{field_path}.service_tier", f"unknown service tier {quoted(tier_name)}")
         tags = string_tags(
             {
                 name: optional_str(result.get(name), f"{field_path}.{name}")

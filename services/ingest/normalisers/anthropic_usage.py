@@ -20,6 +20,7 @@ from services.ingest.normalisers.base import (
     RowResult,
     as_rejection,
     optional_str,
+    quoted,
     rfc3339,
     sha256_hex,
     whole_number,
@@ -38,6 +39,7 @@ _TIERS = {
 class AnthropicUsageReport:
     format_name = "anthropic-usage-report"
     description = "Anthropic Admin API messages usage report (JSON page)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         keys = (b'"uncached_input_tokens":', b'"cache_read_input_tokens":')
@@ -119,7 +121,7 @@ class AnthropicUsageReport:
         quantities = {bucket_name: count for bucket_name, count in counts.items() if count is not None}
         tier_name = result.get("service_tier")
         if not isinstance(tier_name, str | None) or tier_name not in _TIERS:
-            raise RowRejected(f"{field_path}.service_tier", f"unknown service tier {tier_name!r}")
+            raise RowRejected(f"{field_path}.service_tier", f"unknown service tier {quoted(tier_name)}")
         tags = {
             name: value
             for name in ("context_window", "inference_geo", "service_account_id")

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import IO
 
-from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers._csv import cell_count_error, read_rows
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
     FormatError,
@@ -45,8 +45,10 @@ from services.ingest.normalisers.base import (
     RowRejected,
     RowResult,
     as_rejection,
+    checked_text,
     currency_code,
     decimal_value,
+    quoted,
     sha256_hex,
     string_tags,
     utc_timestamp,
@@ -134,9 +136,17 @@ def bedrock_reading(
     return model, {name: value for name, value in tags.items() if value}
 
 
+def _check_header(header: list[str]) -> None:
+    names = {snake_name(name) for name in header}
+    missing = [column for column in REQUIRED if column not in names]
+    if missing:
+        raise FormatError(f"the CUR file lacks required columns: {', '.join(missing)}")
+
+
 class AwsCur:
     format_name = "aws-cur"
     description = "AWS Cost and Usage Report, CUR 1 or CUR 2.0 (CSV)"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0]
@@ -144,16 +154,16 @@ class AwsCur:
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
-        checked_header = False
         try:
-            for row_number, _header, cells in read_rows(stream, what="the CUR file", delimiter=","):
+            for row_number, _header, cells in read_rows(
+                stream, what="the CUR file", delimiter=",", check_header=_check_header
+            ):
                 row = {snake_name(name): value for name, value in cells.items()}
-                if not checked_header:
-                    missing = [column for column in REQUIRED if column not in row]
-                    if missing:
-                        raise FormatError(f"the CUR file lacks required columns: {', '.join(missing)}")
-                    checked_header = True
                 raw = json.dumps(cells, ensure_ascii=False, sort_keys=True).encode()
+                misaligned = cell_count_error(cells)
+                if misaligned is not None:
+                    yield RowResult(row_number, raw, error=misaligned)
+                    continue
                 line_type = (row.get("line_item_line_item_type") or "").strip().lower()
                 if line_type in ABSORBED_TYPES:
                     yield RowResult(row_number, raw, empty=True)
@@ -180,11 +190,11 @@ class AwsCur:
             value = (row.get(name) or "").strip()
             return value or None
 
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
         category = _CATEGORIES.get(line_type)
         if category is None:
-            raise RowRejected("lineItem/LineItemType", f"unknown line item type {cell('line_item_line_item_type')!r}")
+            raise RowRejected(
+                "lineItem/LineItemType", f"unknown line item type {quoted(cell('line_item_line_item_type'))}"
+            )
         start = utc_timestamp(cell("line_item_usage_start_date"), "lineItem/UsageStartDate")
         end = utc_timestamp(cell("line_item_usage_end_date"), "lineItem/UsageEndDate")
         if end < start:
@@ -231,9 +241,7 @@ class AwsCur:
         natural_key = {
             name: value
             for name, value in row.items()
-            if name != "__extra__"
-            and name not in UNSTABLE_COLUMNS
-            and not any(marker in name for marker in MEASURE_MARKERS)
+            if name not in UNSTABLE_COLUMNS and not any(marker in name for marker in MEASURE_MARKERS)
         }
         return UsageRecorded(
             event_id=identities.event_id(natural_key),
@@ -270,9 +278,9 @@ class AwsCur:
         if not text:
             return {}
         try:
-            parsed = json.loads(text)
-        except ValueError:
-            raise RowRejected("product", f"must be a JSON object, got {text[:80]!r}") from None
+            parsed = checked_text(json.loads(text), "product")
+        except (ValueError, RecursionError):
+            raise RowRejected("product", f"must be a JSON object, got {quoted(text)}") from None
         if not isinstance(parsed, dict):
             raise RowRejected("product", "must be a JSON object")
         return string_tags(parsed)
@@ -288,9 +296,9 @@ class AwsCur:
         text = (row.get("resource_tags") or "").strip()
         if text:
             try:
-                parsed = json.loads(text)
-            except ValueError:
-                raise RowRejected("resource_tags", f"must be a JSON object, got {text[:80]!r}") from None
+                parsed = checked_text(json.loads(text), "resource_tags")
+            except (ValueError, RecursionError):
+                raise RowRejected("resource_tags", f"must be a JSON object, got {quoted(text)}") from None
             if not isinstance(parsed, dict):
                 raise RowRejected("resource_tags", "must be a JSON object")
             tags |= string_tags(parsed)

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO
 
-from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers._csv import cell_count_error, read_rows
 from services.ingest.normalisers.azure_meters import read_meter
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
@@ -43,8 +43,11 @@ from services.ingest.normalisers.base import (
     RowRejected,
     RowResult,
     as_rejection,
+    checked_text,
     currency_code,
     decimal_value,
+    plausible_instant,
+    quoted,
     sha256_hex,
     string_tags,
     utc_day,
@@ -117,11 +120,13 @@ def _cell(row: dict[str, str], columns: dict[str, str], key: str) -> str | None:
 def azure_day(value: str | None, column: str) -> tuple[datetime, datetime]:
     """Read an export date, ISO (2026-05-01) or month first (05/01/2026), as its UTC day."""
     if value and value.count("/") == 2:
-        month, day, year = value.split(" ", 1)[0].split("/")
+        parts = value.split(" ", 1)[0].split("/")
+        month, day, year = (part if part.isascii() and part.isdigit() else "invalid" for part in parts)
         try:
             start = datetime(int(year), int(month), int(day), tzinfo=UTC)
         except ValueError:
-            raise RowRejected(column, f"must be a date MM/DD/YYYY or YYYY-MM-DD, got {value!r}") from None
+            raise RowRejected(column, f"must be a date MM/DD/YYYY or YYYY-MM-DD, got {quoted(value)}") from None
+        start = plausible_instant(start, column, value)
         return start, start + timedelta(days=1)
     return utc_day(value, column)
 
@@ -132,9 +137,9 @@ def azure_tags(cell: str | None) -> dict[str, str]:
         return {}
     text = cell if cell.lstrip().startswith("{") else "{" + cell + "}"
     try:
-        parsed = json.loads(text)
-    except ValueError:
-        raise RowRejected("Tags", f"must be a JSON object, got {cell[:80]!r}") from None
+        parsed = checked_text(json.loads(text), "Tags")
+    except (ValueError, RecursionError):
+        raise RowRejected("Tags", f"must be a JSON object, got {quoted(cell)}") from None
     if not isinstance(parsed, dict):
         raise RowRejected("Tags", "must be a JSON object")
     return string_tags(parsed)
@@ -170,9 +175,18 @@ def commitment_dataset(stream: IO[bytes]) -> set[str]:
     return purchased
 
 
+def _check_header(header: list[str]) -> None:
+    columns = _columns(header)
+    missing = [key for key in ("date", "cost") if key not in columns]
+    if missing:
+        names = " or ".join(ALIASES[missing[0]])
+        raise FormatError(f"the Azure cost export lacks a {missing[0]} column ({names})")
+
+
 class AzureCostExport:
     format_name = "azure-cost-export"
     description = "Azure Cost Management cost details export, actual or amortized (CSV)"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0].lower()
@@ -188,14 +202,19 @@ class AzureCostExport:
             spool.seek(0)
             purchased = commitment_dataset(spool)  # type: ignore[arg-type]
             spool.seek(0)
-            for row_number, header, row in read_rows(spool, what="the Azure cost export", delimiter=","):  # type: ignore[arg-type]
+            for row_number, header, row in read_rows(
+                spool,  # type: ignore[arg-type]
+                what="the Azure cost export",
+                delimiter=",",
+                check_header=_check_header,
+            ):
                 if columns is None:
                     columns = _columns(header)
-                    missing = [key for key in ("date", "cost") if key not in columns]
-                    if missing:
-                        names = " or ".join(ALIASES[missing[0]])
-                        raise FormatError(f"the Azure cost export lacks a {missing[0]} column ({names})")
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                misaligned = cell_count_error(row)
+                if misaligned is not None:
+                    yield RowResult(row_number, raw, error=misaligned)
+                    continue
                 unused_kind = UNUSED_COMMITMENT_KINDS.get((_cell(row, columns, "charge_type") or "").lower())
                 if unused_kind in purchased:
                     yield RowResult(row_number, raw, empty=True)
@@ -219,8 +238,6 @@ class AzureCostExport:
         context: ImportContext,
         identities: IdentityAllocator,
     ) -> UsageRecorded:
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
         start, end = azure_day(_cell(row, columns, "date"), columns["date"])
         cost = decimal_value(_cell(row, columns, "cost"), columns["cost"])
         assert cost is not None
@@ -237,7 +254,7 @@ class AzureCostExport:
         charge_type = _cell(row, columns, "charge_type") or "Usage"
         category = _CHARGE_TYPES.get(charge_type.lower())
         if category is None:
-            raise RowRejected(columns.get("charge_type", "ChargeType"), f"unknown charge type {charge_type!r}")
+            raise RowRejected(columns.get("charge_type", "ChargeType"), f"unknown charge type {quoted(charge_type)}")
         if category is ChargeCategory.USAGE and cost < 0:
             category = ChargeCategory.REFUND
 
@@ -264,9 +281,7 @@ class AzureCostExport:
         list_cost = decimal_value(_cell(row, columns, "list_cost"), columns.get("list_cost", ""), required=False)
         quantity = decimal_value(_cell(row, columns, "quantity"), columns.get("quantity", "Quantity"), required=False)
         natural_key = {
-            name: value
-            for name, value in row.items()
-            if name != "__extra__" and not any(marker in name.lower() for marker in MEASURE_MARKERS)
+            name: value for name, value in row.items() if not any(marker in name.lower() for marker in MEASURE_MARKERS)
         }
         return UsageRecorded(
             event_id=identities.event_id(natural_key),

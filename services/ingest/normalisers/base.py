@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,20 @@ from shared.events import (
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c2e-4b7a-5e8f-9a0b-1c2d3e4f5a6b")
 
 MAX_PROVIDER_ID_CHARS = 512
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+# A decimal number in ASCII digits, with an optional sign, fraction and exponent. Python's int() and
+# Decimal() also accept other scripts' digits (Arabic-Indic, full-width) and underscores, so the
+# readers reject those before converting (see _parse_ascii_number).
+NUMBER_PATTERN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+MAX_NUMBER_CHARS = 100
+LARGEST_NUMBER = Decimal(10) ** 18
+MAX_SCALE = 30  # the smallest non-zero number read is 1E-30
+MAX_QUOTED_CHARS = 40
+SURROGATE = re.compile("[\ud800-\udfff]")
+# Three ASCII letters. str.isalpha() also accepts letters such as 'Ä', which no ISO 4217 code has.
+CURRENCY_PATTERN = re.compile("[A-Za-z]{3}")
 
 
 class RowRejected(Exception):
@@ -59,6 +74,10 @@ class FormatError(Exception):
 
 class InvalidSyntax(FormatError):
     """The input is not parseable at all: not JSON, not UTF-8, not CSV."""
+
+
+class EmptyInput(FormatError):
+    """The input has no bytes, or only white space and a byte order mark."""
 
 
 # Every event type a normaliser may produce; each travels on its own topic (shared.topics.EVENT_TOPICS).
@@ -103,6 +122,8 @@ class RowResult:
 class Normaliser(Protocol):
     format_name: str
     description: str
+    # Whether the format can be JSON or NDJSON. Detection prefers these for input that starts with { or [.
+    reads_json: bool
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         """Tell from the first bytes of the input (and its name) whether this normaliser reads it."""
@@ -181,7 +202,7 @@ class IdentityAllocator:
     def provider_id(self, scope: str, value: Any, field_path: str) -> str:
         """Derive the event id from the provider's own record id; an empty or missing id is rejected."""
         if not isinstance(value, str) or not value.strip():
-            raise RowRejected(field_path, f"must be a non-empty string id, got {value!r}")
+            raise RowRejected(field_path, f"must be a non-empty string id, got {quoted(value)}")
         if len(value) > MAX_PROVIDER_ID_CHARS:
             raise RowRejected(field_path, f"is longer than {MAX_PROVIDER_ID_CHARS} characters ({len(value)})")
         name = f"{self.tenant}\x1f{self.format_name}\x1fid\x1f{scope}\x1f{value}"
@@ -189,6 +210,47 @@ class IdentityAllocator:
 
     def close(self) -> None:
         self._occurrences.close()
+
+
+def quoted(value: Any) -> str:
+    """Return the repr of a value for an error message, cut to MAX_QUOTED_CHARS characters with a marker."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= MAX_QUOTED_CHARS:
+        return repr(value) if isinstance(value, str) else text
+    return f"{text[:MAX_QUOTED_CHARS]!r}... ({len(text)} characters)"
+
+
+def _parse_ascii_number(value: Any, field_path: str, expected: str) -> Decimal:
+    """Parse a finite number written in ASCII digits, or raise RowRejected quoting the value.
+
+    On ASCII text without underscores, Decimal() accepts what NUMBER_PATTERN matches plus
+    the names NaN and Infinity, so the pattern itself is not run: it costs more than the parse.
+    """
+    text = value.strip() if isinstance(value, str) else str(value)
+    if len(text) > MAX_NUMBER_CHARS:
+        raise RowRejected(
+            field_path, f"must be {expected} of at most {MAX_NUMBER_CHARS} characters, got {quoted(value)}"
+        )
+    if not text.isascii() or "_" in text:
+        raise RowRejected(field_path, f"must be {expected} in ASCII digits, got {quoted(value)}")
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise RowRejected(field_path, f"must be {expected}, got {quoted(value)}") from None
+    if not number.is_finite():
+        raise RowRejected(field_path, f"must be a finite number, got {quoted(value)}")
+    if number.is_zero():
+        # Some exports write -0 or -0.00; a signed zero is still zero, and its scale is kept when it is usual.
+        exponent = int(number.as_tuple().exponent)
+        return Decimal((0, (0,), exponent)) if -MAX_SCALE <= exponent <= 0 else Decimal(0)
+    # The exponent is checked first, without arithmetic: abs() of 1E+999999999 raises decimal.Overflow.
+    if number.adjusted() > LARGEST_NUMBER.adjusted() or number.copy_abs() > LARGEST_NUMBER:
+        raise RowRejected(field_path, f"is implausibly large ({quoted(value)})")
+    if number.adjusted() < -MAX_SCALE:
+        raise RowRejected(
+            field_path, f"is too small ({quoted(value)}); the smallest non-zero value read is 1E-{MAX_SCALE}"
+        )
+    return number
 
 
 def sha256_hex(raw: bytes) -> str:
@@ -202,21 +264,24 @@ def whole_number(value: Any, field_path: str, *, required: bool = True) -> int |
             raise RowRejected(field_path, "is missing")
         return None
     if isinstance(value, bool):
-        raise RowRejected(field_path, f"must be a whole number, got a boolean {value!r}")
+        raise RowRejected(field_path, f"must be a whole number, got a boolean {quoted(value)}")
     if isinstance(value, int):
         number = value
-    else:
-        try:
-            decimal = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise RowRejected(field_path, f"must be a whole number, got {value!r}") from None
-        if not decimal.is_finite() or decimal != decimal.to_integral_value():
-            raise RowRejected(field_path, f"must be a whole number, got {value!r}")
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise RowRejected(field_path, f"must be a whole number, got {quoted(value)}")
+        number = int(value)
+    elif isinstance(value, str | Decimal):
+        decimal = _parse_ascii_number(value, field_path, "a whole number")
+        if decimal != decimal.to_integral_value():
+            raise RowRejected(field_path, f"must be a whole number, got {quoted(value)}")
         number = int(decimal)
+    else:
+        raise RowRejected(field_path, f"must be a whole number, got {type(value).__name__}")
     if number < 0:
-        raise RowRejected(field_path, f"must not be negative, got {number}")
+        raise RowRejected(field_path, f"must not be negative, got {quoted(number)}")
     if number > 10**18:
-        raise RowRejected(field_path, f"is implausibly large ({number})")
+        raise RowRejected(field_path, f"is implausibly large ({quoted(number)})")
     return number
 
 
@@ -227,20 +292,14 @@ def decimal_value(value: Any, field_path: str, *, required: bool = True) -> Deci
             raise RowRejected(field_path, "is missing")
         return None
     if isinstance(value, bool):
-        raise RowRejected(field_path, f"must be a number, got a boolean {value!r}")
+        raise RowRejected(field_path, f"must be a number, got a boolean {quoted(value)}")
     if isinstance(value, float):
         raise RowRejected(field_path, "must be read as text, not as a binary float")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise RowRejected(field_path, f"must be a finite number, got {value}")
     if not isinstance(value, str | int | Decimal):
         raise RowRejected(field_path, f"must be a number, got {type(value).__name__}")
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise RowRejected(field_path, f"must be a number, got {value!r}") from None
-    if not number.is_finite():
-        raise RowRejected(field_path, f"must be a finite number, got {value!r}")
-    if abs(number) > Decimal(10) ** 18:
-        raise RowRejected(field_path, f"is implausibly large ({number})")
-    return number
+    return _parse_ascii_number(value, field_path, "a number")
 
 
 def non_negative(value: Decimal | None, field_path: str) -> Decimal | None:
@@ -249,56 +308,92 @@ def non_negative(value: Decimal | None, field_path: str) -> Decimal | None:
     return value
 
 
+def plausible_instant(parsed: datetime, field_path: str, value: Any) -> datetime:
+    """Convert an aware datetime to UTC, rejecting one outside EARLIEST to LATEST.
+
+    Later steps add a day or move the instant to a tenant's time zone, which overflows
+    Python's datetime near the years 1 and 9999, and no usage or bill is dated so far out.
+    """
+    try:
+        instant = parsed.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not EARLIEST <= instant < LATEST:
+        raise RowRejected(field_path, f"is outside the years {EARLIEST.year} to {LATEST.year - 1}: {quoted(value)}")
+    return instant
+
+
 def epoch_seconds(value: Any, field_path: str) -> datetime:
     seconds = whole_number(value, field_path)
     assert seconds is not None  # required=True never returns None
     try:
-        return datetime.fromtimestamp(seconds, UTC)
+        instant = datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
-        raise RowRejected(field_path, f"is not a valid Unix time: {value!r}") from None
+        raise RowRejected(field_path, f"is not a valid Unix time: {quoted(value)}") from None
+    return plausible_instant(instant, field_path, value)
 
 
 def rfc3339(value: Any, field_path: str) -> datetime:
     """Parse an RFC 3339 instant; a timestamp without a zone is rejected, not guessed."""
     if not isinstance(value, str) or not value:
-        raise RowRejected(field_path, f"must be an RFC 3339 timestamp, got {value!r}")
+        raise RowRejected(field_path, f"must be an RFC 3339 timestamp, got {quoted(value)}")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise RowRejected(field_path, f"must be an RFC 3339 timestamp, got {value!r}") from None
+        raise RowRejected(field_path, f"must be an RFC 3339 timestamp, got {quoted(value)}") from None
     if parsed.tzinfo is None:
-        raise RowRejected(field_path, f"has no time zone: {value!r}")
-    return parsed.astimezone(UTC)
+        raise RowRejected(field_path, f"has no time zone: {quoted(value)}")
+    return plausible_instant(parsed, field_path, value)
 
 
 def utc_timestamp(value: Any, field_path: str) -> datetime:
     """Parse an ISO 8601 timestamp that the format defines as UTC; a stated offset is honoured."""
     if not isinstance(value, str) or not value.strip():
-        raise RowRejected(field_path, "is missing" if not value else f"must be a timestamp, got {value!r}")
+        raise RowRejected(field_path, "is missing" if not value else f"must be a timestamp, got {quoted(value)}")
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise RowRejected(field_path, f"must be a timestamp, got {value!r}") from None
+        raise RowRejected(field_path, f"must be a timestamp, got {quoted(value)}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return plausible_instant(parsed, field_path, value)
 
 
 def utc_day(value: Any, field_path: str) -> tuple[datetime, datetime]:
     """Read a calendar date (YYYY-MM-DD, or an RFC 3339 midnight) as the UTC day it names: [start, end)."""
     if not isinstance(value, str) or not value.strip():
-        raise RowRejected(field_path, f"must be a date YYYY-MM-DD, got {value!r}")
+        raise RowRejected(field_path, f"must be a date YYYY-MM-DD, got {quoted(value)}")
     text = value.strip()
     try:
         day = date.fromisoformat(text[:10])
     except ValueError:
-        raise RowRejected(field_path, f"must be a date YYYY-MM-DD, got {value!r}") from None
+        raise RowRejected(field_path, f"must be a date YYYY-MM-DD, got {quoted(value)}") from None
     if len(text) > 10:
         instant = rfc3339(text, field_path)
         if instant != datetime.combine(day, datetime.min.time(), tzinfo=UTC):
-            raise RowRejected(field_path, f"must be a UTC midnight, got {value!r}")
-    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+            raise RowRejected(field_path, f"must be a UTC midnight, got {quoted(value)}")
+    start = plausible_instant(datetime.combine(day, datetime.min.time(), tzinfo=UTC), field_path, value)
     return start, start + timedelta(days=1)
+
+
+def checked_text(value: Any, field_path: str) -> Any:
+    """Return a value parsed from JSON or a literal inside a field, rejecting text that cannot be stored.
+
+    Escapes such as \\ud800 or \\u0000 decode to an unpaired surrogate or a NUL, which UTF-8 and
+    PostgreSQL text cannot hold, so the event carrying them could not be serialised.
+    """
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node or (not node.isascii() and SURROGATE.search(node)):
+                raise RowRejected(field_path, f"has text with a NUL or an unpaired surrogate: {quoted(node)}")
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack.extend(node)
+    return value
 
 
 def optional_str(value: Any, field_path: str) -> str | None:
@@ -313,8 +408,8 @@ def optional_str(value: Any, field_path: str) -> str | None:
 
 def currency_code(value: Any, field_path: str) -> str:
     """Read an ISO 4217 code; providers write it in either case ('usd', 'USD')."""
-    if not isinstance(value, str) or len(value.strip()) != 3 or not value.strip().isalpha():
-        raise RowRejected(field_path, f"must be an ISO 4217 currency code, got {value!r}")
+    if not isinstance(value, str) or not CURRENCY_PATTERN.fullmatch(value.strip()):
+        raise RowRejected(field_path, f"must be an ISO 4217 currency code, got {quoted(value)}")
     return value.strip().upper()
 
 

@@ -30,6 +30,7 @@ from services.ingest.normalisers.base import (
     decimal_value,
     object_at,
     optional_str,
+    quoted,
     sha256_hex,
     string_tags,
     utc_day,
@@ -50,6 +51,7 @@ _ACTOR_KEYS = {"user_actor": "email_address", "api_actor": "api_key_name"}
 class ClaudeCodeUsageReport:
     format_name = "anthropic-claude-code-usage"
     description = "Anthropic Claude Code analytics report: tokens per actor, day and model (JSON page)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b'"model_breakdown"' in head and b'"actor"' in head
@@ -101,7 +103,7 @@ class ClaudeCodeUsageReport:
         actor = object_at(record, "actor", f"{record_path}.actor")
         actor_type = actor.get("type")
         if not isinstance(actor_type, str) or actor_type not in _ACTOR_KEYS:
-            raise RowRejected(f"{record_path}.actor.type", f"must be user_actor or api_actor, got {actor_type!r}")
+            raise RowRejected(f"{record_path}.actor.type", f"must be user_actor or api_actor, got {quoted(actor_type)}")
         actor_key = _ACTOR_KEYS[actor_type]
         actor_name = optional_str(actor.get(actor_key), f"{record_path}.actor.{actor_key}")
         if actor_name is None:

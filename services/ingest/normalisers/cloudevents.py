@@ -51,6 +51,7 @@ from services.ingest.normalisers.base import (
     decimal_value,
     object_at,
     optional_str,
+    quoted,
     rfc3339,
     sha256_hex,
     string_tags,
@@ -96,7 +97,7 @@ def _choice(enum: Any, value: Any, default: Any, field_path: str) -> Any:
         return enum(value)
     except ValueError:
         allowed = ", ".join(item.value for item in enum)
-        raise RowRejected(field_path, f"must be one of {allowed}, got {value!r}") from None
+        raise RowRejected(field_path, f"must be one of {allowed}, got {quoted(value)}") from None
 
 
 def _quantities(value: Any, field_path: str) -> dict[UsageBucket, Decimal]:
@@ -124,6 +125,7 @@ def _quantities(value: Any, field_path: str) -> dict[UsageBucket, Decimal]:
 class CloudEventsUsage:
     format_name = "cloudevents"
     description = "CloudEvents 1.0 usage events from in-house meters and GPU clusters (OpenMeter-compatible JSON)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b'"specversion"' in head
@@ -155,10 +157,10 @@ class CloudEventsUsage:
         if not isinstance(envelope, dict):
             raise RowRejected(path, "must be a CloudEvents object")
         if envelope.get("specversion") != "1.0":
-            raise RowRejected(f"{path}.specversion", f'must be "1.0", got {envelope.get("specversion")!r}')
+            raise RowRejected(f"{path}.specversion", f'must be "1.0", got {quoted(envelope.get("specversion"))}')
         source = envelope.get("source")
         if not isinstance(source, str) or not source.strip():
-            raise RowRejected(f"{path}.source", f"must be a non-empty string, got {source!r}")
+            raise RowRejected(f"{path}.source", f"must be a non-empty string, got {quoted(source)}")
         event_id = identities.provider_id(source, envelope.get("id"), f"{path}.id")
         event_type = optional_str(envelope.get("type"), f"{path}.type")
         if event_type is None:

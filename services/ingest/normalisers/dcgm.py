@@ -25,8 +25,11 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import IO
 
+from services.ingest.normalisers._text import decode_utf8
 from services.ingest.normalisers.base import (
+    NUMBER_PATTERN,
     ROW_ERRORS,
+    EmptyInput,
     FormatError,
     IdentityAllocator,
     ImportContext,
@@ -34,17 +37,20 @@ from services.ingest.normalisers.base import (
     RowRejected,
     RowResult,
     as_rejection,
+    plausible_instant,
+    quoted,
     sha256_hex,
     string_tags,
 )
 from shared.events import Evidence, GpuUtilisationReported, UsageDimensions
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024
+NON_FINITE_SAMPLES = frozenset({"NaN", "+Inf", "-Inf", "Inf"})
 UTILISATION_PERCENT = "DCGM_FI_DEV_GPU_UTIL"
 ENGINE_ACTIVE_RATIO = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
 MEMORY_METRICS = {"DCGM_FI_DEV_FB_USED": "used", "DCGM_FI_DEV_FB_FREE": "free", "DCGM_FI_DEV_FB_RESERVED": "reserved"}
 ATTRIBUTION_LABELS = ("namespace", "pod", "container")
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+(-?\d+))?\s*$")
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+(-?[0-9]+))?\s*$")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
 
 
@@ -71,23 +77,36 @@ def parse_labels(text: str, line_number: int) -> dict[str, str]:
     while position < len(body):
         match = _LABEL.match(body, position)
         if match is None:
-            raise InvalidSyntax(f"line {line_number}: cannot read the labels {text[:120]!r}")
+            raise InvalidSyntax(f"line {line_number}: cannot read the labels {quoted(text)}")
         labels[match.group(1)] = match.group(2).replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
         position = match.end()
     return labels
 
 
+def _sample_time(timestamp_ms: str, line_number: int) -> datetime:
+    try:
+        return plausible_instant(datetime.fromtimestamp(int(timestamp_ms) / 1000, UTC), "timestamp", timestamp_ms)
+    except (OverflowError, OSError, ValueError, RowRejected):
+        raise InvalidSyntax(
+            f"line {line_number}: timestamp {quoted(timestamp_ms)} is not a time in milliseconds since 1970"
+        ) from None
+
+
 def _value(text: str, line_number: int) -> Decimal:
+    # The text format also allows NaN, +Inf and -Inf. They are read here and rejected per GPU series.
+    if text not in NON_FINITE_SAMPLES and not NUMBER_PATTERN.fullmatch(text):
+        raise InvalidSyntax(f"line {line_number}: sample value {quoted(text)} is not a number in ASCII digits")
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise InvalidSyntax(f"line {line_number}: sample value {text!r} is not a number") from None
+        raise InvalidSyntax(f"line {line_number}: sample value {quoted(text)} is not a number") from None
     return value
 
 
 class DcgmExporterMetrics:
     format_name = "dcgm-exporter"
     description = "NVIDIA DCGM exporter metrics, Prometheus text format: mean GPU utilisation per GPU"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b"DCGM_FI_" in head and (b"# TYPE" in head or b"# HELP" in head or b"{" in head)
@@ -96,10 +115,9 @@ class DcgmExporterMetrics:
         data = stream.read(MAX_INPUT_BYTES + 1)
         if len(data) > MAX_INPUT_BYTES:
             raise FormatError(f"the metrics input is larger than {MAX_INPUT_BYTES} bytes; send one scrape at a time")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InvalidSyntax(f"the metrics input is not UTF-8 text: {error}") from None
+        text = decode_utf8(data, "the metrics input")
+        if not text.strip():
+            raise EmptyInput("the metrics input is empty")
         series = self._series(text)
         identities = IdentityAllocator(context.tenant, self.format_name)
         try:
@@ -125,7 +143,7 @@ class DcgmExporterMetrics:
                 continue
             match = _SAMPLE.match(stripped)
             if match is None:
-                raise InvalidSyntax(f"line {line_number} is not a Prometheus sample: {stripped[:120]!r}")
+                raise InvalidSyntax(f"line {line_number} is not a Prometheus sample: {quoted(stripped)}")
             name, label_text, value_text, timestamp_ms = match.groups()
             if not name.startswith("DCGM_FI_"):
                 continue
@@ -138,7 +156,7 @@ class DcgmExporterMetrics:
             key = (host, gpu_id, *(tags.get(label) for label in ATTRIBUTION_LABELS))
             item = series.setdefault(key, _Series(host, gpu_id, labels.get("modelName"), tags))
             item.lines.append(stripped)
-            at = datetime.fromtimestamp(int(timestamp_ms) / 1000, UTC) if timestamp_ms else None
+            at = _sample_time(timestamp_ms, line_number) if timestamp_ms else None
             value = _value(value_text, line_number)
             if name == UTILISATION_PERCENT:
                 item.utilisation.append((at, value))
@@ -162,6 +180,14 @@ class DcgmExporterMetrics:
             raise RowRejected("timestamp", "the samples carry no timestamp; pass the scrape time with --observed-at")
         placed = [at for at in times if at is not None]
         values = [value for _, value in samples]
+        metric = UTILISATION_PERCENT if item.utilisation else ENGINE_ACTIVE_RATIO
+        for value in values:
+            if not value.is_finite():
+                raise RowRejected(metric, f"has the sample value {value}, but utilisation must be a finite number")
+        for kind, value in item.memory.items():
+            if not value.is_finite():
+                name = next(metric for metric, known in MEMORY_METRICS.items() if known == kind)
+                raise RowRejected(name, f"has the sample value {value}, but memory must be a finite number")
         mean = sum(values, Decimal(0)) / len(values)
         if not Decimal(0) <= mean <= Decimal(100):
             raise RowRejected(UTILISATION_PERCENT, f"mean utilisation {mean} is outside 0 to 100 percent")

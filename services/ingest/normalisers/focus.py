@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO
 
-from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers._csv import cell_count_error, read_rows
 from services.ingest.normalisers.azure_meters import read_meter
 from services.ingest.normalisers.base import (
+    CURRENCY_PATTERN,
     ROW_ERRORS,
     FormatError,
     IdentityAllocator,
@@ -38,7 +39,10 @@ from services.ingest.normalisers.base import (
     RowRejected,
     RowResult,
     as_rejection,
+    checked_text,
     decimal_value,
+    plausible_instant,
+    quoted,
     sha256_hex,
     string_tags,
 )
@@ -96,21 +100,22 @@ def _instant(value: str | None, column: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise RowRejected(column, f"must be a timestamp, got {value!r}") from None
+        raise RowRejected(column, f"must be a timestamp, got {quoted(value)}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # FOCUS date-times are UTC
-    return parsed.astimezone(UTC)
+    return plausible_instant(parsed, column, value)
 
 
 def _currency(value: str | None, column: str) -> str:
-    if value is None or len(value) != 3 or not value.isalpha():
-        raise RowRejected(column, f"must be an ISO 4217 currency code, got {value!r}")
+    if value is None or not CURRENCY_PATTERN.fullmatch(value):
+        raise RowRejected(column, f"must be an ISO 4217 currency code, got {quoted(value)}")
     return value.upper()
 
 
 class FocusCsv:
     format_name = "focus-csv"
     description = "FOCUS 1.0-1.2 cost and usage export (CSV)"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0]
@@ -118,17 +123,15 @@ class FocusCsv:
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
-        checked_header = False
         try:
-            for row_number, header, row in read_rows(stream, what="the FOCUS file", delimiter=","):
-                if not checked_header:
-                    missing = [column for column in REQUIRED_COLUMNS if column not in header]
-                    if not any(column in header for column in PROVIDER_COLUMNS):
-                        missing.append(" or ".join(PROVIDER_COLUMNS))
-                    if missing:
-                        raise FormatError(f"the FOCUS file lacks required columns: {', '.join(missing)}")
-                    checked_header = True
+            for row_number, _header, row in read_rows(
+                stream, what="the FOCUS file", delimiter=",", check_header=_check_header
+            ):
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                misaligned = cell_count_error(row)
+                if misaligned is not None:
+                    yield RowResult(row_number, raw, error=misaligned)
+                    continue
                 try:
                     yield RowResult(row_number, raw, event=self._event(row, row_number, raw, context, identities))
                 except ROW_ERRORS as error:
@@ -139,8 +142,6 @@ class FocusCsv:
     def _event(
         self, row: dict[str, str], row_number: int, raw: bytes, context: ImportContext, identities: IdentityAllocator
     ) -> UsageRecorded:
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
         start = _instant(_cell(row, "ChargePeriodStart"), "ChargePeriodStart")
         end = _instant(_cell(row, "ChargePeriodEnd"), "ChargePeriodEnd")
         if end < start:
@@ -154,7 +155,7 @@ class FocusCsv:
 
         category_name = (_cell(row, "ChargeCategory") or "").lower()
         if category_name not in _CATEGORIES:
-            raise RowRejected("ChargeCategory", f"unknown charge category {_cell(row, 'ChargeCategory')!r}")
+            raise RowRejected("ChargeCategory", f"unknown charge category {quoted(_cell(row, 'ChargeCategory'))}")
         category = _CATEGORIES[category_name]
         if (_cell(row, "ChargeClass") or "").lower() == "correction":
             category = ChargeCategory.ADJUSTMENT
@@ -215,23 +216,27 @@ class FocusCsv:
         )
 
 
+def _check_header(header: list[str]) -> None:
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if not any(column in header for column in PROVIDER_COLUMNS):
+        missing.append(" or ".join(PROVIDER_COLUMNS))
+    if missing:
+        raise FormatError(f"the FOCUS file lacks required columns: {', '.join(missing)}")
+
+
 @functools.lru_cache(maxsize=16)
 def _identity_columns(columns: tuple[str, ...]) -> tuple[str, ...]:
     """Return the columns that identify a row: all but the measured amounts, worked out once per header."""
-    return tuple(
-        column
-        for column in columns
-        if column != "__extra__" and not any(marker in column for marker in MEASURE_MARKERS)
-    )
+    return tuple(column for column in columns if not any(marker in column for marker in MEASURE_MARKERS))
 
 
 def _tags(cell: str | None) -> dict[str, str]:
     if cell is None:
         return {}
     try:
-        parsed = json.loads(cell, parse_float=Decimal)
-    except ValueError:
-        raise RowRejected("Tags", f"must be a JSON object, got {cell[:80]!r}") from None
+        parsed = checked_text(json.loads(cell, parse_float=Decimal), "Tags")
+    except (ValueError, RecursionError):
+        raise RowRejected("Tags", f"must be a JSON object, got {quoted(cell)}") from None
     if not isinstance(parsed, dict):
         raise RowRejected("Tags", "must be a JSON object")
     return {

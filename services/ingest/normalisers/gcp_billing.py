@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any
 
-from services.ingest.normalisers._csv import peek, read_rows
+from services.ingest.normalisers._csv import cell_count_error, peek, read_rows
 from services.ingest.normalisers._json import canonical_bytes, load_json_or_lines
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
@@ -40,9 +40,11 @@ from services.ingest.normalisers.base import (
     RowRejected,
     RowResult,
     as_rejection,
+    checked_text,
     currency_code,
     decimal_value,
     optional_str,
+    quoted,
     rfc3339,
     sha256_hex,
     string_tags,
@@ -81,13 +83,13 @@ def _literal(cell: Any, field_path: str) -> Any:
     if not text:
         return None
     try:
-        return json.loads(text, parse_float=str)
-    except ValueError:
+        return checked_text(json.loads(text, parse_float=str), field_path)
+    except (ValueError, RecursionError):
         pass
     try:
-        return ast.literal_eval(text)
+        return checked_text(ast.literal_eval(text), field_path)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise RowRejected(field_path, f"must be a JSON or literal list, got {text[:80]!r}") from None
+        raise RowRejected(field_path, f"must be a JSON or literal list, got {quoted(text)}") from None
 
 
 def _number_text(value: Any) -> Any:
@@ -128,9 +130,16 @@ def vertex_reading(sku_description: str | None) -> tuple[str | None, str | None]
     return re.sub(r"\s+", "-", sku_description[: match.start()].strip().lower()), kind
 
 
+def _check_csv_header(header: list[str]) -> None:
+    missing = [name for name in REQUIRED if name not in header]
+    if missing:
+        raise FormatError(f"the billing export lacks required fields: {', '.join(missing)}")
+
+
 class GcpBillingExport:
     format_name = "gcp-billing-export"
     description = "Google Cloud billing export, standard or detailed (flattened CSV or NDJSON)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0]
@@ -166,7 +175,9 @@ class GcpBillingExport:
                     raise FormatError(f"the billing export line {index} must be a JSON object")
                 yield index, _flatten(document), canonical_bytes(document)
             return
-        for row_number, _header, row in read_rows(buffered, what="the billing export", delimiter=","):
+        for row_number, _header, row in read_rows(
+            buffered, what="the billing export", delimiter=",", check_header=_check_csv_header
+        ):
             yield row_number, dict(row), json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
 
     def _events(
@@ -177,8 +188,9 @@ class GcpBillingExport:
         context: ImportContext,
         identities: IdentityAllocator,
     ) -> tuple[UsageRecorded, tuple[UsageRecorded, ...]]:
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
+        misaligned = cell_count_error(row)
+        if misaligned is not None:
+            raise misaligned
         start = _instant(row.get("usage_start_time"), "usage_start_time")
         end = _instant(row.get("usage_end_time"), "usage_end_time")
         if end < start:
@@ -190,7 +202,7 @@ class GcpBillingExport:
         cost_type = str(row.get("cost_type") or "regular").strip().lower()
         category = _COST_TYPES.get(cost_type)
         if category is None:
-            raise RowRejected("cost_type", f"unknown cost type {row.get('cost_type')!r}")
+            raise RowRejected("cost_type", f"unknown cost type {quoted(row.get('cost_type'))}")
         if category is ChargeCategory.USAGE and cost < 0:
             category = ChargeCategory.REFUND
 

@@ -35,18 +35,23 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any
 
-from services.ingest.normalisers._csv import peek, read_rows
+from services.ingest.normalisers._csv import cell_count_error, peek, read_rows
 from services.ingest.normalisers._json import canonical_bytes, load_json_or_lines
 from services.ingest.normalisers.base import (
+    NUMBER_PATTERN,
     ROW_ERRORS,
+    FormatError,
     IdentityAllocator,
     ImportContext,
     RowRejected,
     RowResult,
     as_rejection,
+    checked_text,
     decimal_value,
     non_negative,
     optional_str,
+    plausible_instant,
+    quoted,
     sha256_hex,
     string_tags,
     utc_timestamp,
@@ -70,23 +75,20 @@ _PROVIDERS = {
 def _json_field(value: Any, field_path: str) -> Any:
     if isinstance(value, str) and value.strip()[:1] in ("{", "["):
         try:
-            return json.loads(value, parse_float=str)
-        except ValueError:
-            raise RowRejected(field_path, f"must be JSON, got {value[:80]!r}") from None
+            return checked_text(json.loads(value, parse_float=str), field_path)
+        except (ValueError, RecursionError):
+            raise RowRejected(field_path, f"must be JSON, got {quoted(value)}") from None
     return value
 
 
 def _instant(value: Any, field_path: str) -> datetime:
-    if isinstance(value, str) and value.strip() and value.strip()[0].isdigit() and "-" not in value:
-        try:
-            value = Decimal(value)  # Unix seconds written as a JSON number
-        except InvalidOperation:  # str.isdigit is also true for digits such as "²" that Decimal rejects
-            raise RowRejected(field_path, f"is neither an RFC 3339 time nor Unix seconds: {value[:64]!r}") from None
+    if isinstance(value, str) and NUMBER_PATTERN.fullmatch(value.strip()):
+        value = decimal_value(value, field_path)  # Unix seconds written as a JSON number
     if isinstance(value, int | Decimal):
         try:
-            return datetime.fromtimestamp(float(value), UTC)
+            return plausible_instant(datetime.fromtimestamp(float(value), UTC), field_path, value)
         except (OverflowError, OSError, ValueError, InvalidOperation):
-            raise RowRejected(field_path, f"is not a valid Unix time: {value!r}") from None
+            raise RowRejected(field_path, f"is not a valid Unix time: {quoted(value)}") from None
     return utc_timestamp(value, field_path)
 
 
@@ -153,6 +155,7 @@ class _LiteLLMRecords:
 
     format_name: str
     description: str
+    reads_json = True
     id_field: str
     cost_field: str
 
@@ -175,8 +178,15 @@ class _LiteLLMRecords:
             for index, record in enumerate(load_json_or_lines(buffered, "the LiteLLM log"), start=1):
                 yield index, record, canonical_bytes(record)
             return
-        for row_number, _header, row in read_rows(buffered, what="the LiteLLM log", delimiter=","):
+        for row_number, _header, row in read_rows(
+            buffered, what="the LiteLLM log", delimiter=",", check_header=self._check_csv_header
+        ):
             yield row_number, row, json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+
+    def _check_csv_header(self, header: list[str]) -> None:
+        missing = [column for column in (self.id_field, "startTime") if column not in header]
+        if missing:
+            raise FormatError(f"the LiteLLM log lacks columns: {', '.join(missing)}")
 
     def _metadata(self, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
         """Return the metadata object, the usage object and the usage object's field path."""
@@ -187,6 +197,9 @@ class _LiteLLMRecords:
     ) -> UsageRecorded | None:
         if not isinstance(record, dict):
             raise RowRejected(f"record {row_number}", "must be an object")
+        misaligned = cell_count_error(record)
+        if misaligned is not None:
+            raise misaligned
         event_id = identities.provider_id("request", record.get(self.id_field), self.id_field)
         if str(record.get("cache_hit")).lower() == "true":
             return None

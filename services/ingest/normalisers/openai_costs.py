@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any
 
-from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers._csv import cell_count_error, read_rows
 from services.ingest.normalisers._json import BucketResult, bucket_results, load_json, page_items
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
@@ -33,6 +33,7 @@ from services.ingest.normalisers.base import (
     epoch_seconds,
     object_at,
     optional_str,
+    quoted,
     sha256_hex,
 )
 from shared.events import Evidence, Money, ProviderCostReported, UsageDimensions
@@ -100,6 +101,7 @@ def _cost_event(
 class OpenAICosts:
     format_name = "openai-costs"
     description = "OpenAI organization costs API (JSON page or list of buckets); reconciled, not added to spend"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return f'"{RESULT_OBJECT}"'.encode() in head
@@ -126,7 +128,7 @@ class OpenAICosts:
         if not isinstance(result, dict):
             raise RowRejected(field_path, "must be an object")
         if result.get("object") not in (None, RESULT_OBJECT):
-            raise RowRejected(f"{field_path}.object", f"is {result.get('object')!r}, expected {RESULT_OBJECT!r}")
+            raise RowRejected(f"{field_path}.object", f"is {quoted(result.get('object'))}, expected {RESULT_OBJECT!r}")
         start = epoch_seconds(item.bucket.get("start_time"), f"{item.bucket_path}.start_time")
         end = epoch_seconds(item.bucket.get("end_time"), f"{item.bucket_path}.end_time")
         if end < start:
@@ -155,9 +157,16 @@ class OpenAICosts:
         )
 
 
+def _check_dashboard_header(header: list[str]) -> None:
+    missing = [column for column in DASHBOARD_COLUMNS if column not in header]
+    if missing:
+        raise FormatError(f"the OpenAI dashboard cost export lacks columns: {', '.join(missing)}")
+
+
 class OpenAIDashboardCosts:
     format_name = "openai-dashboard-costs"
     description = "OpenAI dashboard daily cost export (TSV or CSV); reconciled, not added to spend"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0]
@@ -165,15 +174,15 @@ class OpenAIDashboardCosts:
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
-        checked_header = False
         try:
-            for row_number, header, row in read_rows(stream, what="the OpenAI dashboard cost export"):
-                if not checked_header:
-                    missing = [column for column in DASHBOARD_COLUMNS if column not in header]
-                    if missing:
-                        raise FormatError(f"the OpenAI dashboard cost export lacks columns: {', '.join(missing)}")
-                    checked_header = True
+            for row_number, _header, row in read_rows(
+                stream, what="the OpenAI dashboard cost export", check_header=_check_dashboard_header
+            ):
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                misaligned = cell_count_error(row)
+                if misaligned is not None:
+                    yield RowResult(row_number, raw, error=misaligned)
+                    continue
                 if not row.get("amount_value", "").strip() and not row.get("amount_currency", "").strip():
                     yield RowResult(row_number, raw, empty=True)  # a day without charges, not a zero charge
                     continue
@@ -189,8 +198,6 @@ class OpenAIDashboardCosts:
     def _event(
         self, row: dict[str, Any], row_number: int, raw: bytes, context: ImportContext, identities: IdentityAllocator
     ) -> ProviderCostReported:
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
         start = epoch_seconds(row.get("start_time"), "start_time")
         end = epoch_seconds(row.get("end_time"), "end_time")
         if end < start:

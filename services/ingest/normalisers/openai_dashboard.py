@@ -12,13 +12,12 @@ import json
 from collections.abc import Iterator
 from typing import IO
 
-from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers._csv import cell_count_error, read_rows
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
     FormatError,
     IdentityAllocator,
     ImportContext,
-    RowRejected,
     RowResult,
     as_rejection,
     epoch_seconds,
@@ -33,9 +32,16 @@ REQUIRED_COLUMNS = ("start_time", "end_time", "model", "input_tokens", "output_t
 METRIC_COLUMNS = ("num_model_requests", "input_tokens", "output_tokens", "input_cached_tokens")
 
 
+def _check_header(header: list[str]) -> None:
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if missing:
+        raise FormatError(f"the OpenAI dashboard export lacks columns: {', '.join(missing)}")
+
+
 class OpenAIDashboardUsageExport:
     format_name = "openai-dashboard-usage"
     description = "OpenAI dashboard usage export, completions (TSV or CSV)"
+    reads_json = False
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         first_line = head.split(b"\n", 1)[0]
@@ -43,15 +49,15 @@ class OpenAIDashboardUsageExport:
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
-        checked_header = False
         try:
-            for row_number, header, row in read_rows(stream, what="the OpenAI dashboard export"):
-                if not checked_header:
-                    missing = [column for column in REQUIRED_COLUMNS if column not in header]
-                    if missing:
-                        raise FormatError(f"the OpenAI dashboard export lacks columns: {', '.join(missing)}")
-                    checked_header = True
+            for row_number, _header, row in read_rows(
+                stream, what="the OpenAI dashboard export", check_header=_check_header
+            ):
                 raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                misaligned = cell_count_error(row)
+                if misaligned is not None:
+                    yield RowResult(row_number, raw, error=misaligned)
+                    continue
                 if all(not row.get(column, "").strip() for column in METRIC_COLUMNS):
                     yield RowResult(row_number, raw, empty=True)
                     continue
@@ -65,8 +71,6 @@ class OpenAIDashboardUsageExport:
     def _event(
         self, row: dict[str, str], row_number: int, raw: bytes, context: ImportContext, identities: IdentityAllocator
     ) -> UsageRecorded:
-        if "__extra__" in row:
-            raise RowRejected(f"row {row_number}", "has more cells than the header")
         start = epoch_seconds(row.get("start_time"), "start_time")
         end = epoch_seconds(row.get("end_time"), "end_time")
         quantities = token_buckets(dict(row), "")

@@ -29,6 +29,7 @@ from services.ingest.normalisers.base import (
     as_rejection,
     epoch_seconds,
     optional_str,
+    quoted,
     sha256_hex,
     string_tags,
     whole_number,
@@ -55,12 +56,12 @@ def service_tier(batch: Any, tier: Any, field_path: str) -> ServiceTier:
     if batch is True or str(batch).upper() == "TRUE":
         return ServiceTier.BATCH
     if batch not in (None, False, "", "FALSE", "False", "false"):
-        raise RowRejected(_path(field_path, "batch"), f"must be true, false or null, got {batch!r}")
+        raise RowRejected(_path(field_path, "batch"), f"must be true, false or null, got {quoted(batch)}")
     key = tier.lower() if isinstance(tier, str) else tier
     if key == "":
         key = None
     if not isinstance(key, str | None) or key not in _TIERS:
-        raise RowRejected(_path(field_path, "service_tier"), f"unknown service tier {tier!r}")
+        raise RowRejected(_path(field_path, "service_tier"), f"unknown service tier {quoted(tier)}")
     return _TIERS[key]
 
 
@@ -187,6 +188,8 @@ ENDPOINTS = (
 class OpenAIUsage:
     """Reads the pages of one usage endpoint into usage events priced from the catalogue."""
 
+    reads_json = True
+
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.format_name = endpoint.format_name
@@ -220,7 +223,7 @@ class OpenAIUsage:
         if result_object is not None and result_object != self.endpoint.result_object:
             raise RowRejected(
                 f"{field_path}.object",
-                f"is {result_object!r}, but format {self.format_name} reads "
+                f"is {quoted(result_object)}, but format {self.format_name} reads "
                 f"{self.endpoint.result_object!r}; import this page with its own format",
             )
         start = epoch_seconds(item.bucket.get("start_time"), f"{item.bucket_path}.start_time")

@@ -49,6 +49,7 @@ PROPERTY_TAGS = ("cluster", "node", "namespace", "controller", "controllerKind",
 class OpenCostAllocation:
     format_name = "opencost-allocation"
     description = "OpenCost allocation API response: cost per namespace, pod or controller, with GPU hours (JSON)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b'"totalCost"' in head and b'"gpuHours"' in head

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from services.ingest.normalisers._csv import peek, read_rows
+from services.ingest.normalisers._csv import CELL_COUNT_ERROR, cell_count_error, peek, read_rows
 from services.ingest.normalisers._json import canonical_bytes, load_json
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
@@ -56,6 +56,7 @@ M365_APPS = (
     ("loopCopilotLastActivityDate", "Loop Copilot Last Activity Date", "loop"),
     ("copilotChatLastActivityDate", "Copilot Chat Last Activity Date", "copilot_chat"),
 )
+M365_REQUIRED = ("reportRefreshDate", "userPrincipalName")
 M365_FIELDS = (
     ("reportRefreshDate", "Report Refresh Date"),
     ("userPrincipalName", "User Principal Name"),
@@ -79,6 +80,7 @@ def _evidence(format_name: str, context: ImportContext, row_number: int, raw: by
 class GitHubCopilotSeats:
     format_name = "github-copilot-seats"
     description = "GitHub Copilot seat assignments, GET /orgs/{org}/copilot/billing/seats (JSON page or list of pages)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b'"seats"' in head and b'"assignee"' in head
@@ -193,6 +195,7 @@ class GitHubCopilotSeats:
 class GitHubCopilotBilling:
     format_name = "github-copilot-billing"
     description = "GitHub Copilot organisation billing details, GET /orgs/{org}/copilot/billing (JSON)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b'"seat_breakdown"' in head
@@ -250,9 +253,16 @@ class GitHubCopilotBilling:
         )
 
 
+def _check_m365_header(header: list[str]) -> None:
+    missing = [column for name, column in M365_FIELDS if name in M365_REQUIRED and column not in header]
+    if missing:
+        raise FormatError(f"the Microsoft 365 Copilot usage report lacks columns: {', '.join(missing)}")
+
+
 class Microsoft365CopilotUsage:
     format_name = "m365-copilot-usage"
     description = "Microsoft 365 Copilot usage user detail report, Microsoft Graph (JSON or CSV)"
+    reads_json = True
 
     def detect(self, head: bytes, file_name: str | None) -> bool:
         return b"getMicrosoft365CopilotUsageUserDetail" in head or b"Copilot Chat Last Activity Date" in head
@@ -283,8 +293,12 @@ class Microsoft365CopilotUsage:
                 yield index, user if isinstance(user, dict) else {"__invalid__": user}, canonical_bytes(user)
             return
         columns = {column: name for name, column in M365_FIELDS} | {column: name for name, column, _ in M365_APPS}
-        for row_number, _header, row in read_rows(buffered, what="the Microsoft 365 Copilot usage report"):
+        for row_number, _header, row in read_rows(
+            buffered, what="the Microsoft 365 Copilot usage report", check_header=_check_m365_header
+        ):
             record = {columns[column]: value for column, value in row.items() if column in columns}
+            if CELL_COUNT_ERROR in row:
+                record[CELL_COUNT_ERROR] = row[CELL_COUNT_ERROR]
             yield row_number, record, json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
 
     def _event(
@@ -297,6 +311,9 @@ class Microsoft365CopilotUsage:
     ) -> SeatActivityReported:
         if "__invalid__" in record:
             raise RowRejected(f"value[{row_number - 1}]", "must be an object")
+        misaligned = cell_count_error(record)
+        if misaligned is not None:
+            raise misaligned
         as_of, _ = utc_day(record.get("reportRefreshDate"), "reportRefreshDate")
         holder = optional_str(record.get("userPrincipalName"), "userPrincipalName")
         if holder is None:
