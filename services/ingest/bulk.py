@@ -22,6 +22,9 @@ from shared.events import utc_now
 from shared.kafka import OutgoingEvent
 from shared.outbox import Outbox
 
+# Below this many rows one INSERT costs less than the four statements of the COPY path (a webhook's few events).
+COPY_MIN_ROWS = 50
+
 
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -33,7 +36,7 @@ async def copy_new_rows(
     """Insert rows in bulk, skipping existing keys; return the keys that were new."""
     if not rows:
         return set()
-    if connection.dialect.name != "postgresql":
+    if connection.dialect.name != "postgresql" or len(rows) < COPY_MIN_ROWS:
         return await insert_new_rows(connection, table, rows, key_columns)
     dialect = connection.dialect
     columns = list(rows[0])

@@ -284,17 +284,15 @@ class Recorder:
         validate_tenant(context.tenant)
         summary = ImportSummary(normaliser.format_name, context.file_name, input_sha256)
         import_id = str(uuid.uuid4())
-        await self._start_import(import_id, summary, context)
-        try:
-            rows = normaliser.rows(stream, context)
-            if all_or_nothing:
-                whole = self._validated_whole(rows, summary)
-                if whole:
-                    await self._record_batch(_prepare(whole), summary, context, collect_event_ids, all_or_nothing=True)
-            else:
+        if all_or_nothing:
+            await self._record_whole(normaliser.rows(stream, context), summary, context, import_id, collect_event_ids)
+        else:
+            await self._start_import(import_id, summary, context)
+            try:
+                rows = normaliser.rows(stream, context)
                 await self._record_batches(rows, summary, context, collect_event_ids, on_progress)
-        finally:
-            await self._finish_import(import_id, summary)
+            finally:
+                await self._finish_import(import_id, summary)
         log.info(
             "import.finished",
             format=summary.format_name,
@@ -352,6 +350,38 @@ class Recorder:
             if self.send:
                 await self.sender.flush()
 
+    async def _record_whole(
+        self,
+        rows: Iterator[RowResult],
+        summary: ImportSummary,
+        context: ImportContext,
+        import_id: str,
+        collect_event_ids: bool,
+    ) -> None:
+        """Record a payload all or nothing, with its import row in the same transaction as its events.
+
+        One commit per payload keeps a webhook's latency low. A payload that stores nothing
+        (invalid rows, a conflict, a syntax error) still gets its import row, written afterwards.
+        """
+        started_at = utc_now()
+        stored = False
+        try:
+            whole = self._validated_whole(rows, summary)
+            if whole:
+                await self._record_batch(
+                    _prepare(whole),
+                    summary,
+                    context,
+                    collect_event_ids,
+                    all_or_nothing=True,
+                    import_row=(import_id, started_at),
+                )
+                stored = True
+        finally:
+            if not stored:
+                async with self.database.transaction() as connection:
+                    await connection.execute(_import_row(import_id, summary, context, started_at))
+
     def _validated_whole(self, rows: Iterator[RowResult], summary: ImportSummary) -> list[RowResult]:
         materialised = list(rows)
         failures = [row for row in materialised if row.error is not None]
@@ -371,7 +401,13 @@ class Recorder:
         collect_event_ids: bool,
         *,
         all_or_nothing: bool,
+        import_row: tuple[str, datetime] | None = None,
     ) -> None:
+        """Store one batch in one transaction and hand its new events to the sender.
+
+        ``import_row`` (id and start time) also stores the input's import row, with its final
+        counts, in the same transaction.
+        """
         summary.rows_read += prepared.rows
         summary.empty += prepared.empty
         rejected_rows: list[dict[str, object]] = []
@@ -394,6 +430,9 @@ class Recorder:
                 summary.reject(candidate.row.row_number, CONFLICT_FIELD, reason)
                 rejected_rows.append(_rejected_row(summary, context, candidate.row, CONFLICT_FIELD, reason))
             await insert_new_rows(connection, _REJECTED, rejected_rows, ["tenant", "input_sha256", "row_number"])
+            if import_row is not None:
+                counts = {"accepted": summary.accepted + len(fresh), "duplicates": summary.duplicates + duplicates}
+                await connection.execute(_import_row(import_row[0], summary, context, import_row[1], **counts))
         summary.accepted += len(fresh)
         summary.duplicates += duplicates
         if collect_event_ids:
@@ -493,6 +532,34 @@ class Recorder:
                     status="rejected" if summary.rejected else "done",
                 )
             )
+
+
+def _import_row(
+    import_id: str,
+    summary: ImportSummary,
+    context: ImportContext,
+    started_at: datetime,
+    *,
+    accepted: int | None = None,
+    duplicates: int | None = None,
+) -> Any:
+    """Build the INSERT of a finished import's row, with the summary's counts unless others are given."""
+    return _IMPORTS.insert().values(
+        import_id=import_id,
+        tenant=context.tenant,
+        channel=context.channel,
+        file_name=context.file_name,
+        input_sha256=summary.input_sha256,
+        source_format=summary.format_name,
+        started_at=started_at,
+        finished_at=utc_now(),
+        rows_read=summary.rows_read,
+        accepted=summary.accepted if accepted is None else accepted,
+        duplicates=summary.duplicates if duplicates is None else duplicates,
+        rejected=summary.rejected,
+        empty=summary.empty,
+        status="rejected" if summary.rejected else "done",
+    )
 
 
 def _event_row(summary: ImportSummary, context: ImportContext, candidate: _Candidate) -> dict[str, Any]:
