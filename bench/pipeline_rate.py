@@ -43,6 +43,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.partitioner import DefaultPartitioner
 
 from aifinops.stack import LOCAL_WEBHOOK_SOURCE, SERVICES, Stack, StackConfig, copy_name
@@ -54,7 +56,7 @@ from shared.events import Evidence, UsageBucket, UsageDimensions, UsageRecorded
 from shared.kafka import EventPublisher, OutgoingEvent, ensure_topics
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
-from shared.topics import DEFAULT_PARTITIONS, Topic
+from shared.topics import DEFAULT_PARTITIONS, Topic, group_id
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MODEL = "gpt-5-mini-2025-08-07"
@@ -330,6 +332,34 @@ async def end_to_end(stack: Stack, count: int, timeout_s: float) -> dict[str, fl
     }
 
 
+async def group_assignments(bootstrap: str, group: str) -> tuple[str, list[int]]:
+    """Return a consumer group's state and how many partitions each of its members holds."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="aifinops-bench")
+    await admin.start()
+    try:
+        response = (await admin.describe_consumer_groups([group]))[0]
+    finally:
+        await admin.close()
+    _error, _group, state, _protocol_type, _protocol, members, *_ = response.groups[0]
+    counts = []
+    for member in members:
+        assignment = ConsumerProtocolMemberAssignment.decode(member[-1]) if member[-1] else None
+        counts.append(sum(len(partitions) for _topic, partitions in assignment.assignment) if assignment else 0)
+    return state, sorted(counts)
+
+
+async def wait_for_members(bootstrap: str, group: str, members: int, timeout_s: float) -> list[int]:
+    """Wait until a group is stable with ``members`` members that each hold partitions; return their counts."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state, counts = await group_assignments(bootstrap, group)
+        if state == "Stable" and len(counts) == members and all(counts):
+            return counts
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"group {group} was {state} with partitions {counts} after {timeout_s} s")
+        await asyncio.sleep(0.5)
+
+
 async def run_stack(args: argparse.Namespace, sampler: MemorySampler) -> dict[str, object]:
     count = args.events
     run_dir = Path(tempfile.mkdtemp(prefix="aifinops-bench-"))
@@ -380,10 +410,18 @@ async def run_stack(args: argparse.Namespace, sampler: MemorySampler) -> dict[st
                 names.append(stack.start_service("allocation", copy=copy).name)
             await stack.wait_ready(tuple(names), timeout_s=60.0)
             sampler.watch(stack.service_pids())
-            await asyncio.sleep(args.settle_seconds)  # let the group finish rebalancing before the clock starts
-            scaled = await end_to_end(stack, count, timeout_s)
+            # Start the clock only once the group has settled: a rebalance during the run would redeliver records.
+            usage_group = group_id("allocation", Topic.USAGE_RECORDED)
+            partitions = await wait_for_members(stack.bootstrap_servers, usage_group, args.allocation_copies, 120.0)
+            await asyncio.sleep(args.settle_seconds)
+            try:
+                scaled = await end_to_end(stack, count, timeout_s)
+            except TimeoutError as error:
+                result["scaled"] = {"allocation_copies": args.allocation_copies, "error": str(error)}
+                return result
             result["scaled"] = {
                 "allocation_copies": args.allocation_copies,
+                "usage_partitions_per_copy": partitions,
                 "end_to_end_events_per_s": scaled["events_per_s"],
                 "end_to_end_seconds": scaled["seconds"],
                 "allocation_stage_events_per_s": scaled["allocation_events_per_s"],
