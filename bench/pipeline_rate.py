@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -440,6 +441,7 @@ async def run_stack(args: argparse.Namespace, sampler: MemorySampler) -> dict[st
         stack.stop()
         if server and scratch:
             await drop_database(server, scratch)
+        shutil.rmtree(run_dir, ignore_errors=True)
     return result
 
 
