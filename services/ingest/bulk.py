@@ -49,6 +49,7 @@ async def copy_new_rows(
         )
         for row in rows
     ]
+
     staging = _quoted(f"staging_{table.name}")
     column_list = ", ".join(_quoted(name) for name in columns)
     key_list = ", ".join(_quoted(name) for name in key_columns)
@@ -63,6 +64,7 @@ async def copy_new_rows(
         f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
         f"SELECT {column_list} FROM {_quoted(table.name)} WITH NO DATA"
     )
+
     await driver.execute(f"DELETE FROM {staging}")
     await driver.copy_records_to_table(f"staging_{table.name}", records=records, columns=columns)
     inserted = await driver.fetch(
