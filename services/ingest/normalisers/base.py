@@ -173,7 +173,10 @@ class IdentityAllocator:
     _occurrences: OccurrenceCounter = field(default_factory=OccurrenceCounter)
 
     def event_id(self, natural_key: dict[str, Any]) -> str:
-        canonical = json.dumps(natural_key, sort_keys=True, default=str, separators=(",", ":"))
+        return self.event_id_of_canonical(json.dumps(natural_key, sort_keys=True, default=str, separators=(",", ":")))
+
+    def event_id_of_canonical(self, canonical: str) -> str:
+        """Give the id of a natural key already serialised as ``event_id`` does (sorted keys, compact, ASCII)."""
         occurrence = self._occurrences.next(hashlib.blake2b(canonical.encode(), digest_size=16).digest())
         name = f"{self.tenant}\x1f{self.format_name}\x1f{canonical}\x1f{occurrence}"
         return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))

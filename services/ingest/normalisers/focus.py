@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO
 
-from services.ingest.normalisers._csv import read_rows
+from services.ingest.normalisers._csv import HeaderJson, read_rows
 from services.ingest.normalisers.azure_meters import read_meter
 from services.ingest.normalisers.base import (
     ROW_ERRORS,
@@ -118,26 +118,33 @@ class FocusCsv:
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
-        checked_header = False
+        header_json: HeaderJson | None = None
         try:
             for row_number, header, row in read_rows(stream, what="the FOCUS file", delimiter=","):
-                if not checked_header:
+                if header_json is None:
                     missing = [column for column in REQUIRED_COLUMNS if column not in header]
                     if not any(column in header for column in PROVIDER_COLUMNS):
                         missing.append(" or ".join(PROVIDER_COLUMNS))
                     if missing:
                         raise FormatError(f"the FOCUS file lacks required columns: {', '.join(missing)}")
-                    checked_header = True
-                raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                    header_json = HeaderJson(header, _identity_columns(tuple(header)))
+                raw = header_json.row(row).encode()
                 try:
-                    yield RowResult(row_number, raw, event=self._event(row, row_number, raw, context, identities))
+                    event = self._event(row, row_number, raw, context, identities, header_json)
+                    yield RowResult(row_number, raw, event=event)
                 except ROW_ERRORS as error:
                     yield RowResult(row_number, raw, error=as_rejection(error))
         finally:
             identities.close()
 
     def _event(
-        self, row: dict[str, str], row_number: int, raw: bytes, context: ImportContext, identities: IdentityAllocator
+        self,
+        row: dict[str, str],
+        row_number: int,
+        raw: bytes,
+        context: ImportContext,
+        identities: IdentityAllocator,
+        header_json: HeaderJson,
     ) -> UsageRecorded:
         if "__extra__" in row:
             raise RowRejected(f"row {row_number}", "has more cells than the header")
@@ -184,9 +191,12 @@ class FocusCsv:
             resource_id=_cell(row, "ResourceId"),
             tags=tags,
         )
-        natural_key = {column: row.get(column) for column in _identity_columns(tuple(row))}
+        if header_json.complete and len(row) == len(header_json.columns):
+            event_id = identities.event_id_of_canonical(header_json.key(row))
+        else:  # a short row: its identity columns are those it has
+            event_id = identities.event_id({column: row.get(column) for column in _identity_columns(tuple(row))})
         return UsageRecorded(
-            event_id=identities.event_id(natural_key),
+            event_id=event_id,
             occurred_at=start,
             source=f"ingest.{self.format_name}",
             tenant=context.tenant,
