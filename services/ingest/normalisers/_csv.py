@@ -74,7 +74,7 @@ class HeaderJson:
     ``json.dumps({c: row[c] for c in columns}, sort_keys=True, separators=(",", ":"))`` for the
     columns given, byte for byte, because stored evidence hashes and event ids depend on those bytes.
     A row whose keys differ from the header (a repeated column name, a short row, extra cells) or
-    that holds a value other than a string falls back to ``json.dumps``.
+    that contains a value other than a string falls back to ``json.dumps``.
     """
 
     def __init__(self, header: list[str], key_columns: tuple[str, ...] = ()) -> None:
