@@ -14,6 +14,7 @@ never applied over the first version and never counted twice.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import re
 import uuid
@@ -157,6 +158,14 @@ def _read_and_prepare(batches: Iterator[list[RowResult]]) -> _PreparedBatch | No
     """Read the next batch of rows and prepare it; return None at the end of the input. Runs in a worker thread."""
     batch = next(batches, None)
     return None if batch is None else _prepare(batch)
+
+
+def _close(*iterators: Iterator[Any]) -> None:
+    """Close generators in the thread that ran them, so that their clean-up runs there too."""
+    for iterator in iterators:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 class OutboxSender:
@@ -323,12 +332,13 @@ class Recorder:
         row iterator, and only one batch is read ahead, so memory stays bounded.
         """
         batches = _batches(rows, BATCH_ROWS)
-        ahead: asyncio.Future[_PreparedBatch | None] = asyncio.ensure_future(
-            asyncio.to_thread(_read_and_prepare, batches)
-        )
+        loop = asyncio.get_running_loop()
+        # One dedicated thread, so that the normaliser's state (such as an SQLite file) always meets the same thread.
+        reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-reader")
+        ahead = loop.run_in_executor(reader, _read_and_prepare, batches)
         try:
             while (prepared := await ahead) is not None:
-                ahead = asyncio.ensure_future(asyncio.to_thread(_read_and_prepare, batches))
+                ahead = loop.run_in_executor(reader, _read_and_prepare, batches)
                 before = summary.rows_read
                 await self._record_batch(prepared, summary, context, collect_event_ids, all_or_nothing=False)
                 if on_progress is not None:
@@ -347,6 +357,8 @@ class Recorder:
                 await asyncio.wait([ahead])
             if ahead.done() and not ahead.cancelled():
                 ahead.exception()  # retrieved so that asyncio does not report it; the first error is raised
+            await loop.run_in_executor(reader, _close, batches, rows)
+            reader.shutdown(wait=False)
             if self.send:
                 await self.sender.flush()
 

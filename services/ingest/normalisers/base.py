@@ -141,7 +141,9 @@ class OccurrenceCounter:
 
     def _spill(self) -> None:
         # An empty file name gives a private on-disk database that is deleted on close.
-        connection = sqlite3.connect("", isolation_level=None)
+        # An import reads its rows in a worker thread, and the generator that owns this counter may be closed from
+        # another thread; only one thread uses it at a time, so the same-thread check is off.
+        connection = sqlite3.connect("", isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA cache_size = -8000")  # at most about 8 MiB of pages in memory
         connection.execute("CREATE TABLE seen (key BLOB PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID")
         connection.execute("BEGIN")
