@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,14 @@ class StackConfig:
     # Signing secret of LOCAL_WEBHOOK_SOURCE, new for every stack unless given.
     webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     use_cases: Path | None = None
+    # Copies to run of a service, such as {"allocation": 2}; one when not named. The copies of a service join the
+    # same consumer groups, so they share its partitions, and each has its own ports, ready file and log.
+    copies: dict[str, int] = field(default_factory=dict)
+
+
+def copy_name(service: str, copy: int) -> str:
+    """Name one copy of a service: the service's own name for the first copy, ``allocation-2`` for the second."""
+    return service if copy == 1 else f"{service}-{copy}"
 
 
 @dataclass
@@ -68,6 +77,7 @@ class ServiceProcess:
     ready_file: Path
     log_file: Path
     ports: dict[str, int] = field(default_factory=dict)
+    service: str = ""  # the service this process runs; name differs from it for the second and later copies
 
 
 class Stack:
@@ -115,7 +125,9 @@ class Stack:
 
     def ops_client_environment(self, client: str = "admin") -> dict[str, str]:
         """Variables that point the CLI's ops API commands at this stack's services, with a client's token."""
-        targets = {f"AIFINOPS_{name.upper()}_GRPC": self.grpc_target(name) for name in self.processes}
+        targets = {
+            f"AIFINOPS_{name.upper()}_GRPC": self.grpc_target(name) for name in self.processes if name in SERVICES
+        }
         return {**targets, "AIFINOPS_TOKEN": self.tokens[client]}
 
     @property
@@ -199,27 +211,35 @@ class Stack:
         await ensure_topics(self.bootstrap_servers)
         if self.config.itsm_standin:
             await self.start_itsm_standin()
+        names: list[str] = []
         for name in services:
-            self.start_service(name)
-        await self.wait_ready(services, timeout_s)
+            for copy in range(1, max(1, self.config.copies.get(name, 1)) + 1):
+                names.append(self.start_service(name, copy=copy).name)
+        await self.wait_ready(tuple(names), timeout_s)
 
-    def start_service(self, name: str) -> ServiceProcess:
+    def start_service(self, service: str, *, copy: int = 1) -> ServiceProcess:
+        """Start one copy of a service; its process is known as ``copy_name(service, copy)``."""
+        name = copy_name(service, copy)
         ready_file = self.config.run_dir / f"{name}.ready.json"
         ready_file.unlink(missing_ok=True)
         log_file = self.config.run_dir / "logs" / f"{name}.log"
         env = self.environment() | {"AIFINOPS_READY_FILE": str(ready_file)}
-        if name == "risk":
+        if service == "risk":
             env |= self.itsm_environment()
         with log_file.open("ab") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
+                [sys.executable, "-m", f"services.{service}"],
                 env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.processes[name] = ServiceProcess(name, process, ready_file, log_file)
+        self.processes[name] = ServiceProcess(name, process, ready_file, log_file, service=service)
         return self.processes[name]
+
+    def service_pids(self) -> dict[str, int]:
+        """Return the process id of every running service copy, by its name."""
+        return {name: item.process.pid for name, item in self.processes.items() if item.process.poll() is None}
 
     async def wait_ready(self, services: tuple[str, ...], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -238,14 +258,17 @@ class Stack:
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.processes[service].ports['http_port']}{path}"
 
-    async def pending_events(self) -> int:
-        """Count consumer lag over every group plus unsent outbox rows of every service."""
+    async def pending_events(self, services: Iterable[str] = SERVICES) -> int:
+        """Count consumer lag over every group plus unsent outbox rows of every service, or of the named ones."""
+        selected = set(services)
         total = 0
         for service, topics in SUBSCRIPTIONS.items():
+            if service not in selected:
+                continue
             for topic in topics:
                 total += await consumer_lag(self.bootstrap_servers, group_id(service, topic), [str(topic)])
         settings = self.settings()
-        for service in SERVICES:
+        for service in (name for name in SERVICES if name in selected):
             database = Database(settings.database_url_for(service))
             try:
                 total += await count_unsent(database, service)

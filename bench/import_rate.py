@@ -105,7 +105,7 @@ async def drop_database(server_url: str, name: str) -> None:
     await engine.dispose()
 
 
-def run_import(path: Path, env: dict[str, str], rows: int) -> dict[str, object]:
+def run_import(path: Path, env: dict[str, str], rows: int, sample_interval_s: float = 1.0) -> dict[str, object]:
     """Run ``aifinops import`` on the file and sample its memory until it exits."""
     command = [sys.executable, "-m", "aifinops.cli", "import", str(path), "--json", "--tenant", "bench"]
     started = time.perf_counter()
@@ -117,7 +117,7 @@ def run_import(path: Path, env: dict[str, str], rows: int) -> dict[str, object]:
         if memory:
             samples.append((time.perf_counter() - started, memory["VmRSS"]))
             peak = max(peak, memory.get("VmHWM", 0))
-        time.sleep(1.0)
+        time.sleep(sample_interval_s)
     stdout, stderr = process.communicate()
     seconds = time.perf_counter() - started
     if process.returncode != 0:
@@ -140,7 +140,7 @@ def run_import(path: Path, env: dict[str, str], rows: int) -> dict[str, object]:
     }
 
 
-async def run(rows: int, keep_file: Path | None) -> dict[str, object]:
+async def run(rows: int, keep_file: Path | None, sample_interval_s: float = 1.0) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="aifinops-import-bench-"))
     path = keep_file or work / f"focus_{rows}.csv"
     if not path.exists():
@@ -158,7 +158,7 @@ async def run(rows: int, keep_file: Path | None) -> dict[str, object]:
             env["DATABASE_URL"], database_name = await scratch_database(server_url)
         else:
             env.pop("DATABASE_URL", None)
-        measured = await asyncio.to_thread(run_import, path, env, rows)
+        measured = await asyncio.to_thread(run_import, path, env, rows, sample_interval_s)
         if database_name:
             measured["database_mib"] = await database_mib(env["DATABASE_URL"], database_name)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.ingest.bulk import CopyingOutbox
 from services.ingest.dead_letters import DEAD_LETTERS, DeadLetterStore
 from services.ingest.import_owners import mark_interrupted_imports
 from services.ingest.importer import Recorder
@@ -17,8 +18,10 @@ from shared.topics import Topic
 async def main() -> None:
     settings = IngestSettings()
     runtime = ServiceRuntime("ingest", settings)
-    # A webhook responds with 202 once its events are stored. Sending waits briefly, then the relay takes over.
-    recorder = Recorder(runtime.database, runtime.outbox, runtime.dead_letters, send_timeout_s=5.0)
+    # A webhook responds with 202 once its events are committed. The recorder's sender sends them after the
+    # response, waiting at most 5 s a send; whatever it could not send, the relay sends later.
+    outbox = CopyingOutbox("ingest", runtime.database, runtime.publisher)
+    recorder = Recorder(runtime.database, outbox, runtime.dead_letters, send_timeout_s=5.0)
     dead_letters = DeadLetterStore(runtime.database, runtime.publisher)
     runtime.subscribe(Topic.DEAD_LETTER, DeadLetterRecorded, dead_letters.handle)
 

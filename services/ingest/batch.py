@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from aiokafka.errors import KafkaError
 
+from services.ingest.bulk import CopyingOutbox
 from services.ingest.import_owners import mark_interrupted_imports
 from services.ingest.importer import ImportSummary, Recorder, file_sha256, validate_tenant
 from services.ingest.normalisers import FormatError, ImportContext, Normaliser, detect_format, normaliser_for
@@ -26,12 +27,12 @@ from shared.db import Database
 from shared.events import utc_now
 from shared.kafka import EventPublisher, ensure_topics
 from shared.logging import get_logger
-from shared.outbox import Outbox
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
 DETECTION_BYTES = 64 * 1024
+PROGRESS_READ_BYTES = 1024 * 1024
 
 
 class CountingReader(io.RawIOBase):
@@ -93,7 +94,7 @@ async def import_file(
         await database.create_tables(TABLES)
         await mark_interrupted_imports(database)
         connected = await _connect(publisher, settings)
-        outbox = Outbox("ingest", database, publisher)
+        outbox = CopyingOutbox("ingest", database, publisher)
         recorder = Recorder(
             database, outbox, DeadLetters(publisher, "ingest.import") if connected else None, send=connected
         )
@@ -107,7 +108,10 @@ async def import_file(
             currency=currency,
         )
         with path.open("rb") as raw:
-            stream: IO[bytes] = io.BufferedReader(CountingReader(raw, on_bytes)) if on_bytes else raw
+            # A large buffer calls the progress callback once a MiB instead of once every 8 KiB.
+            stream: IO[bytes] = (
+                io.BufferedReader(CountingReader(raw, on_bytes), buffer_size=PROGRESS_READ_BYTES) if on_bytes else raw
+            )
             summary = await recorder.record(
                 stream, normaliser=normaliser, context=context, input_sha256=file_sha256(path)
             )

@@ -14,6 +14,7 @@ never applied over the first version and never counted twice.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import re
 import uuid
@@ -26,6 +27,7 @@ from typing import IO, Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.ingest.bulk import copy_new_rows
 from services.ingest.import_owners import process_owner
 from services.ingest.normalisers import ImportContext, Normaliser, RowResult
 from services.ingest.normalisers.base import IngestEvent
@@ -128,6 +130,86 @@ class _Candidate:
         )
 
 
+@dataclass(slots=True)
+class _PreparedBatch:
+    """One batch of rows with the CPU work done: events serialised, invalid rows sorted out, not yet stored."""
+
+    rows: int = 0
+    empty: int = 0
+    candidates: list[_Candidate] = field(default_factory=list)
+    invalid: list[RowResult] = field(default_factory=list)
+
+
+def _prepare(batch: list[RowResult]) -> _PreparedBatch:
+    prepared = _PreparedBatch(rows=len(batch))
+    for row in batch:
+        if row.error is not None:
+            prepared.invalid.append(row)
+        elif row.events:
+            raw_sha256 = hashlib.sha256(row.raw).hexdigest()
+            prepared.candidates.extend(
+                _Candidate(row, event, raw_sha256, event.model_dump_json()) for event in row.events
+            )
+        else:
+            prepared.empty += 1
+    return prepared
+
+
+def _read_and_prepare(batches: Iterator[list[RowResult]]) -> _PreparedBatch | None:
+    """Read the next batch of rows and prepare it; return None at the end of the input. Runs in a worker thread."""
+    batch = next(batches, None)
+    return None if batch is None else _prepare(batch)
+
+
+def _close(*iterators: Iterator[Any]) -> None:
+    """Close generators in the thread that ran them, so that their clean-up runs there too."""
+    for iterator in iterators:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
+class OutboxSender:
+    """Sends committed outbox events in the background, in order, and marks them sent.
+
+    Events queued while a send is in flight go out together in the next one, so a
+    busy webhook sends a few large batches instead of one small batch a request. A
+    failed or timed-out send is logged and its events stay unsent in the outbox, where
+    the ingest service's relay finds them.
+    """
+
+    def __init__(self, outbox: Outbox, *, timeout_s: float, max_batch: int = 5000) -> None:
+        self.outbox = outbox
+        self.timeout_s = timeout_s
+        self.max_batch = max_batch
+        self._queue: list[OutgoingEvent] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def submit(self, events: list[OutgoingEvent]) -> None:
+        if not events:
+            return
+        self._queue.extend(events)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._send_queued())
+
+    async def flush(self) -> None:
+        """Wait until every submitted event was sent or given up on."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def _send_queued(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            try:
+                await asyncio.wait_for(self.outbox.send_now(batch), timeout=self.timeout_s)
+            except Exception as error:  # stored in the outbox: the ingest service's relay sends it later
+                log.warning("import.send_deferred", events=len(batch), error=repr(error)[:300])
+
+
 class InvalidTenant(ValueError):
     """A tenant name that is empty, too long or has characters outside TENANT_PATTERN."""
 
@@ -185,6 +267,7 @@ class Recorder:
         self.dead_letters = dead_letters
         self.send = send
         self.send_timeout_s = send_timeout_s
+        self.sender = OutboxSender(outbox, timeout_s=send_timeout_s)
 
     async def record(
         self,
@@ -203,42 +286,28 @@ class Recorder:
         that conflicts with a stored one raises ConflictingEvents after rolling back.
         ``collect_event_ids`` keeps the accepted ids in the summary; file imports leave
         it off so that memory stays bounded however long the file is.
+
+        Events are sent after their batch is committed, by a background sender. A file
+        import waits for the last send before it returns. A webhook returns as soon as
+        its events are committed, and the sender or the relay sends them afterwards.
         """
         validate_tenant(context.tenant)
         summary = ImportSummary(normaliser.format_name, context.file_name, input_sha256)
         import_id = str(uuid.uuid4())
-        await self._start_import(import_id, summary, context)
-        outcome = "failed"
-        try:
-            rows = normaliser.rows(stream, context)
-            if all_or_nothing:
-                whole = self._validated_whole(rows, summary)
-                if whole:
-                    await self._record_batch(whole, summary, context, collect_event_ids, all_or_nothing=True)
-            else:
-                for batch in _batches(rows, BATCH_ROWS):
-                    before = summary.rows_read
-                    await self._record_batch(batch, summary, context, collect_event_ids, all_or_nothing=False)
-                    if on_progress is not None:
-                        on_progress(len(batch))
-                    if summary.rows_read // PROGRESS_LOG_ROWS > before // PROGRESS_LOG_ROWS:
-                        log.info(
-                            "import.progress",
-                            format=summary.format_name,
-                            file=summary.file_name,
-                            read=summary.rows_read,
-                            accepted=summary.accepted,
-                            rejected=summary.rejected,
-                        )
-            outcome = "completed"
-        except ConflictingEvents:
-            outcome = "completed"  # the input was read to the end and rejected as a whole
-            raise
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-            outcome = "interrupted"
-            raise
-        finally:
-            await self._finish_import(import_id, summary, outcome)
+        if all_or_nothing:
+            await self._record_whole(normaliser.rows(stream, context), summary, context, import_id, collect_event_ids)
+        else:
+            await self._start_import(import_id, summary, context)
+            outcome = "failed"
+            try:
+                rows = normaliser.rows(stream, context)
+                await self._record_batches(rows, summary, context, collect_event_ids, on_progress)
+                outcome = "completed"
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                outcome = "interrupted"
+                raise
+            finally:
+                await self._finish_import(import_id, summary, outcome)
         log.info(
             "import.finished",
             format=summary.format_name,
@@ -254,6 +323,91 @@ class Recorder:
         )
         return summary
 
+    async def _record_batches(
+        self,
+        rows: Iterator[RowResult],
+        summary: ImportSummary,
+        context: ImportContext,
+        collect_event_ids: bool,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        """Store batch after batch while a worker thread reads and prepares the next one.
+
+        Parsing is CPU work in this process while storing waits mostly on the database and
+        the broker, so overlapping them keeps both busy. Only one thread ever advances the
+        row iterator, and only one batch is read ahead, so memory stays bounded.
+        """
+        batches = _batches(rows, BATCH_ROWS)
+        loop = asyncio.get_running_loop()
+        # One dedicated thread, so that the normaliser's state (such as an SQLite file) always meets the same thread.
+        reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-reader")
+        ahead = loop.run_in_executor(reader, _read_and_prepare, batches)
+        try:
+            while (prepared := await ahead) is not None:
+                ahead = loop.run_in_executor(reader, _read_and_prepare, batches)
+                before = summary.rows_read
+                await self._record_batch(prepared, summary, context, collect_event_ids, all_or_nothing=False)
+                if on_progress is not None:
+                    on_progress(prepared.rows)
+                if summary.rows_read // PROGRESS_LOG_ROWS > before // PROGRESS_LOG_ROWS:
+                    log.info(
+                        "import.progress",
+                        format=summary.format_name,
+                        file=summary.file_name,
+                        read=summary.rows_read,
+                        accepted=summary.accepted,
+                        rejected=summary.rejected,
+                    )
+        finally:
+            if not ahead.done():  # a failed batch: let the reader thread finish before the input is closed
+                await asyncio.wait([ahead])
+            if ahead.done() and not ahead.cancelled():
+                ahead.exception()  # retrieved so that asyncio does not report it; the first error is raised
+            await loop.run_in_executor(reader, _close, batches, rows)
+            reader.shutdown(wait=False)
+            if self.send:
+                await self.sender.flush()
+
+    async def _record_whole(
+        self,
+        rows: Iterator[RowResult],
+        summary: ImportSummary,
+        context: ImportContext,
+        import_id: str,
+        collect_event_ids: bool,
+    ) -> None:
+        """Record a payload all or nothing, with its import row in the same transaction as its events.
+
+        One commit per payload keeps a webhook's latency low. A payload that stores nothing
+        (invalid rows, a conflict, a syntax error) still gets its import row, written afterwards.
+        """
+        started_at = utc_now()
+        stored = False
+        outcome = "failed"
+        try:
+            whole = self._validated_whole(rows, summary)
+            if whole:
+                await self._record_batch(
+                    _prepare(whole),
+                    summary,
+                    context,
+                    collect_event_ids,
+                    all_or_nothing=True,
+                    import_row=(import_id, started_at),
+                )
+                stored = True
+            outcome = "completed"
+        except ConflictingEvents:
+            outcome = "completed"  # the input was read to the end and rejected as a whole
+            raise
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            outcome = "interrupted"
+            raise
+        finally:
+            if not stored:
+                async with self.database.transaction() as connection:
+                    await connection.execute(_import_row(import_id, summary, context, started_at, outcome=outcome))
+
     def _validated_whole(self, rows: Iterator[RowResult], summary: ImportSummary) -> list[RowResult]:
         materialised = list(rows)
         failures = [row for row in materialised if row.error is not None]
@@ -267,28 +421,29 @@ class Recorder:
 
     async def _record_batch(
         self,
-        batch: list[RowResult],
+        prepared: _PreparedBatch,
         summary: ImportSummary,
         context: ImportContext,
         collect_event_ids: bool,
         *,
         all_or_nothing: bool,
+        import_row: tuple[str, datetime] | None = None,
     ) -> None:
-        candidates: list[_Candidate] = []
+        """Store one batch in one transaction and hand its new events to the sender.
+
+        ``import_row`` (id and start time) also stores the input's import row, with its final
+        counts, in the same transaction.
+        """
+        summary.rows_read += prepared.rows
+        summary.empty += prepared.empty
         rejected_rows: list[dict[str, object]] = []
-        for row in batch:
-            summary.rows_read += 1
-            if row.error is not None:
-                summary.reject(row.row_number, row.error.field_path, row.error.reason)
-                rejected_rows.append(_rejected_row(summary, context, row, row.error.field_path, row.error.reason))
-            elif row.events:
-                raw_sha256 = hashlib.sha256(row.raw).hexdigest()
-                candidates.extend(_Candidate(row, event, raw_sha256, event.model_dump_json()) for event in row.events)
-            else:
-                summary.empty += 1
+        for row in prepared.invalid:
+            assert row.error is not None
+            summary.reject(row.row_number, row.error.field_path, row.error.reason)
+            rejected_rows.append(_rejected_row(summary, context, row, row.error.field_path, row.error.reason))
 
         async with self.database.transaction() as connection:
-            fresh, duplicates, conflicts = await self._claim(connection, candidates, summary, context)
+            fresh, duplicates, conflicts = await self._claim(connection, prepared.candidates, summary, context)
             if conflicts and all_or_nothing:
                 for candidate, reason in conflicts:
                     summary.conflicts += 1
@@ -301,6 +456,9 @@ class Recorder:
                 summary.reject(candidate.row.row_number, CONFLICT_FIELD, reason)
                 rejected_rows.append(_rejected_row(summary, context, candidate.row, CONFLICT_FIELD, reason))
             await insert_new_rows(connection, _REJECTED, rejected_rows, ["tenant", "input_sha256", "row_number"])
+            if import_row is not None:
+                counts = {"accepted": summary.accepted + len(fresh), "duplicates": summary.duplicates + duplicates}
+                await connection.execute(_import_row(import_row[0], summary, context, import_row[1], **counts))
         summary.accepted += len(fresh)
         summary.duplicates += duplicates
         if collect_event_ids:
@@ -308,11 +466,11 @@ class Recorder:
 
         if not self.send:
             return
-        try:
-            await asyncio.wait_for(self.outbox.send_now(outgoing), timeout=self.send_timeout_s)
-        except Exception as error:  # stored in the outbox: the ingest service's relay sends it later
-            log.warning("import.send_deferred", events=len(outgoing), error=repr(error)[:300])
+        self.sender.submit(outgoing)
         await self._dead_letter(rejected_rows, context)
+        # A file import reads faster than the broker may take its events: wait while two batches wait to be sent.
+        while self.sender.queued > 2 * BATCH_ROWS and not all_or_nothing:
+            await asyncio.sleep(0.01)
 
     async def _claim(
         self, connection: AsyncConnection, candidates: list[_Candidate], summary: ImportSummary, context: ImportContext
@@ -326,7 +484,7 @@ class Recorder:
             else:
                 first_in_batch[candidate.event.event_id] = candidate
         rows = [_event_row(summary, context, candidate) for candidate in first_in_batch.values()]
-        inserted = {key[0] for key in await insert_new_rows(connection, _EVENTS, rows, ["event_id"])}
+        inserted = {key[0] for key in await copy_new_rows(connection, _EVENTS, rows, ["event_id"])}
         stored_before = [event_id for event_id in first_in_batch if event_id not in inserted]
         previous = await _stored_versions(connection, stored_before)
 
@@ -403,6 +561,39 @@ class Recorder:
                     status=status,
                 )
             )
+
+
+def _import_row(
+    import_id: str,
+    summary: ImportSummary,
+    context: ImportContext,
+    started_at: datetime,
+    *,
+    accepted: int | None = None,
+    duplicates: int | None = None,
+    outcome: str = "completed",
+) -> Any:
+    """Build the INSERT of a finished import's row, with the summary's counts unless others are given.
+
+    The status is done or rejected when the input was read to the end, else the outcome (failed, interrupted).
+    """
+    return _IMPORTS.insert().values(
+        import_id=import_id,
+        tenant=context.tenant,
+        channel=context.channel,
+        file_name=context.file_name,
+        input_sha256=summary.input_sha256,
+        source_format=summary.format_name,
+        started_at=started_at,
+        finished_at=utc_now(),
+        rows_read=summary.rows_read,
+        accepted=summary.accepted if accepted is None else accepted,
+        duplicates=summary.duplicates if duplicates is None else duplicates,
+        rejected=summary.rejected,
+        empty=summary.empty,
+        status=("rejected" if summary.rejected else "done") if outcome == "completed" else outcome,
+        owner=process_owner(),
+    )
 
 
 def _event_row(summary: ImportSummary, context: ImportContext, candidate: _Candidate) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aifinops.stack import Stack
 from services.ingest.batch import import_file
+from services.ingest.bulk import CopyingOutbox
 from services.ingest.importer import Recorder
 from services.ingest.normalisers import ImportContext, normaliser_for
 from services.ingest.settings import IngestSettings
@@ -287,3 +288,39 @@ class TestWebhookApp:
             response = await client.post("/v1/usage/anthropic-usage-report", content=ANTHROPIC)
         assert response.status_code == 401
         assert "INGEST_WEBHOOK_SECRETS_FILE" in response.json()["error"]
+
+
+async def test_bulk_import_then_reimport(database: Database) -> None:
+    # 200 FOCUS rows take the COPY path on PostgreSQL (at least 50 rows a batch) and the INSERT path on SQLite.
+    tenant = unique_tenant("bulk")
+    focus = EXAMPLES / "data" / "focus_1.0_sample_trimmed.csv"
+    outbox = CopyingOutbox("ingest", database, EventPublisher("127.0.0.1:1", client_id="unused"))
+    recorder = Recorder(database, outbox, None, send=False)
+    normaliser = normaliser_for("focus-csv")
+    summaries = []
+    for attempt in ("first", "again"):
+        with focus.open("rb") as stream:
+            summaries.append(
+                await recorder.record(
+                    stream, normaliser=normaliser, context=file_context(tenant, attempt), input_sha256=attempt
+                )
+            )
+    first, again = summaries
+    assert first.rows_read == 200
+    assert first.accepted + first.empty + first.rejected == 200
+    assert first.accepted > 50
+    assert again.accepted == 0
+    assert again.duplicates == first.accepted  # every event recorded the first time is a duplicate now
+    assert await count(database, EVENTS, tenant) == first.accepted
+    async with database.engine.connect() as connection:
+        outbox_rows = await connection.scalar(
+            select(func.count())
+            .select_from(OUTBOX)
+            .where(OUTBOX.c.event_id.in_(select(EVENTS.c.event_id).where(EVENTS.c.tenant == tenant)))
+        )
+        stored = (
+            await connection.execute(select(EVENTS.c.raw, EVENTS.c.received_at).where(EVENTS.c.tenant == tenant))
+        ).all()
+    assert outbox_rows == first.accepted
+    assert all(row.raw.startswith(b"{") for row in stored)  # the raw row is kept as evidence
+    assert all(row.received_at.tzinfo is not None for row in stored)

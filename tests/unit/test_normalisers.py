@@ -307,3 +307,23 @@ class TestOccurrenceCounter:
         assert in_memory_ids == spilled_ids
         assert len(set(in_memory_ids)) == 40  # 7 distinct keys, and every repeat gets its own occurrence
         spilled.close()
+
+
+def test_header_json_matches_json_dumps() -> None:
+    # Evidence hashes and event ids depend on these bytes, so the fast path must equal json.dumps exactly.
+    from services.ingest.normalisers._csv import HeaderJson
+
+    header = ["b", "a", "Ω", "c d"]
+    values = ['é中文 "q" \\x', "line\nbreak\ttab", "\x01", "😀", "</script>", ""]
+    encoder = HeaderJson(header, ("a", "Ω"))
+    for shift in range(len(values)):
+        row = {name: values[(index + shift) % len(values)] for index, name in enumerate(header)}
+        assert encoder.row(row) == json.dumps(row, ensure_ascii=False, sort_keys=True)
+        key = {"a": row["a"], "Ω": row["Ω"]}
+        assert encoder.key(row) == json.dumps(key, sort_keys=True, default=str, separators=(",", ":"))
+    short = {"b": "1", "a": "2"}  # a row with fewer cells than the header falls back
+    assert encoder.row(short) == json.dumps(short, ensure_ascii=False, sort_keys=True)
+    assert encoder.key(short) == '{"a":"2","\\u03a9":null}'
+    repeated = HeaderJson(["a", "a", "b"])  # a repeated column name never takes the fast path
+    assert repeated.complete is False
+    assert repeated.row({"a": "2", "b": "3"}) == '{"a": "2", "b": "3"}'

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import IO, Any
 
 from services.ingest.normalisers._text import binary_kind, not_utf8, nul_error, without_bom
@@ -156,3 +158,49 @@ def _decoded_lines(stream: IO[bytes], what: str) -> Iterator[str]:
         pieces = BARE_CR.split(text)
         line_number += len(pieces) - 1
         yield from pieces
+
+
+class HeaderJson:
+    """Serialises the rows of one CSV header as ``json.dumps`` does, with the key order worked out once.
+
+    ``row`` gives ``json.dumps(row, ensure_ascii=False, sort_keys=True)`` and ``key`` gives
+    ``json.dumps({c: row[c] for c in columns}, sort_keys=True, separators=(",", ":"))`` for the
+    columns given, byte for byte, because stored evidence hashes and event ids depend on those bytes.
+    A row whose keys differ from the header (a repeated column name, a short row, extra cells) or
+    that contains a value other than a string falls back to ``json.dumps``.
+    """
+
+    def __init__(self, header: list[str], key_columns: tuple[str, ...] = ()) -> None:
+        self.columns = sorted(set(header))
+        self.complete = len(self.columns) == len(header)
+        self._row_prefixes = [encode_basestring(name) + ": " for name in self.columns]
+        self.key_columns = sorted(set(key_columns))
+        self._key_prefixes = [encode_basestring_ascii(name) + ":" for name in self.key_columns]
+
+    def _fits(self, row: dict[str, str]) -> bool:
+        return self.complete and len(row) == len(self.columns)
+
+    def row(self, row: dict[str, str]) -> str:
+        if self._fits(row):
+            try:
+                parts = [
+                    prefix + encode_basestring(row[name])
+                    for prefix, name in zip(self._row_prefixes, self.columns, strict=True)
+                ]
+                return "{" + ", ".join(parts) + "}"
+            except (KeyError, TypeError):
+                pass
+        return json.dumps(row, ensure_ascii=False, sort_keys=True)
+
+    def key(self, row: dict[str, str]) -> str:
+        if self._fits(row):
+            try:
+                parts = [
+                    prefix + encode_basestring_ascii(row[name])
+                    for prefix, name in zip(self._key_prefixes, self.key_columns, strict=True)
+                ]
+                return "{" + ",".join(parts) + "}"
+            except (KeyError, TypeError):
+                pass
+        subset = {name: row.get(name) for name in self.key_columns}
+        return json.dumps(subset, sort_keys=True, default=str, separators=(",", ":"))

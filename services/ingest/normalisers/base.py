@@ -162,7 +162,9 @@ class OccurrenceCounter:
 
     def _spill(self) -> None:
         # An empty file name gives a private on-disk database that is deleted on close.
-        connection = sqlite3.connect("", isolation_level=None)
+        # An import reads its rows in a worker thread, and the generator that owns this counter may be closed from
+        # another thread; only one thread uses it at a time, so the same-thread check is off.
+        connection = sqlite3.connect("", isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA cache_size = -8000")  # at most about 8 MiB of pages in memory
         connection.execute("CREATE TABLE seen (key BLOB PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID")
         connection.execute("BEGIN")
@@ -194,7 +196,10 @@ class IdentityAllocator:
     _occurrences: OccurrenceCounter = field(default_factory=OccurrenceCounter)
 
     def event_id(self, natural_key: dict[str, Any]) -> str:
-        canonical = json.dumps(natural_key, sort_keys=True, default=str, separators=(",", ":"))
+        return self.event_id_of_canonical(json.dumps(natural_key, sort_keys=True, default=str, separators=(",", ":")))
+
+    def event_id_of_canonical(self, canonical: str) -> str:
+        """Give the id of a natural key already serialised as ``event_id`` does (sorted keys, compact, ASCII)."""
         occurrence = self._occurrences.next(hashlib.blake2b(canonical.encode(), digest_size=16).digest())
         name = f"{self.tenant}\x1f{self.format_name}\x1f{canonical}\x1f{occurrence}"
         return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO
 
-from services.ingest.normalisers._csv import cell_count_error, read_rows
+from services.ingest.normalisers._csv import HeaderJson, cell_count_error, read_rows
 from services.ingest.normalisers.azure_meters import read_meter
 from services.ingest.normalisers.base import (
     CURRENCY_PATTERN,
@@ -123,24 +123,34 @@ class FocusCsv:
 
     def rows(self, stream: IO[bytes], context: ImportContext) -> Iterator[RowResult]:
         identities = IdentityAllocator(context.tenant, self.format_name)
+        header_json: HeaderJson | None = None
         try:
-            for row_number, _header, row in read_rows(
+            for row_number, header, row in read_rows(
                 stream, what="the FOCUS file", delimiter=",", check_header=_check_header
             ):
-                raw = json.dumps(row, ensure_ascii=False, sort_keys=True).encode()
+                if header_json is None:
+                    header_json = HeaderJson(header, _identity_columns(tuple(header)))
+                raw = header_json.row(row).encode()
                 misaligned = cell_count_error(row)
                 if misaligned is not None:
                     yield RowResult(row_number, raw, error=misaligned)
                     continue
                 try:
-                    yield RowResult(row_number, raw, event=self._event(row, row_number, raw, context, identities))
+                    event = self._event(row, row_number, raw, context, identities, header_json)
+                    yield RowResult(row_number, raw, event=event)
                 except ROW_ERRORS as error:
                     yield RowResult(row_number, raw, error=as_rejection(error))
         finally:
             identities.close()
 
     def _event(
-        self, row: dict[str, str], row_number: int, raw: bytes, context: ImportContext, identities: IdentityAllocator
+        self,
+        row: dict[str, str],
+        row_number: int,
+        raw: bytes,
+        context: ImportContext,
+        identities: IdentityAllocator,
+        header_json: HeaderJson,
     ) -> UsageRecorded:
         start = _instant(_cell(row, "ChargePeriodStart"), "ChargePeriodStart")
         end = _instant(_cell(row, "ChargePeriodEnd"), "ChargePeriodEnd")
@@ -185,9 +195,12 @@ class FocusCsv:
             resource_id=_cell(row, "ResourceId"),
             tags=tags,
         )
-        natural_key = {column: row.get(column) for column in _identity_columns(tuple(row))}
+        if header_json.complete and len(row) == len(header_json.columns):
+            event_id = identities.event_id_of_canonical(header_json.key(row))
+        else:  # a short row: its identity columns are those it has
+            event_id = identities.event_id({column: row.get(column) for column in _identity_columns(tuple(row))})
         return UsageRecorded(
-            event_id=identities.event_id(natural_key),
+            event_id=event_id,
             occurred_at=start,
             source=f"ingest.{self.format_name}",
             tenant=context.tenant,
