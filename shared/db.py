@@ -209,7 +209,12 @@ async def replace_older_revisions(
     newest: dict[Any, int] = {}
     for row in rows:
         newest[row[key]] = max(newest.get(row[key], 0), row[revision])
-    candidates = [row for row in rows if row[revision] == newest[row[key]]]
+    # A record delivered twice in one batch (redelivery after a rebalance) gives identical rows: keep one of each.
+    unique: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        if row[revision] == newest[row[key]]:
+            unique.setdefault(tuple(sorted(row.items())), row)
+    candidates = list(unique.values())
     keys = list(newest)
     stored: dict[Any, int] = {}
     previous: list[Any] = []
