@@ -38,7 +38,7 @@ from services.risk.signals import (
     value_unlinked_id,
     variance_detection,
 )
-from services.risk.tables import RiskCostEntry
+from services.risk.tables import RiskCostEntry, RiskVarianceSeen
 from services.risk.usage_checks import (
     NOT_REPORTED,
     classify,
@@ -50,7 +50,7 @@ from services.risk.usage_checks import (
 )
 from services.risk.vendors import AiVendors
 from shared.consumer import Incoming
-from shared.db import Database, lock_keys, replace_older_revisions
+from shared.db import Database, lock_keys, replace_older_revisions, upsert
 from shared.events import (
     TOKEN_BUCKETS,
     CostAllocated,
@@ -69,6 +69,7 @@ from shared.logging import get_logger
 from shared.outbox import Outbox
 
 log = get_logger(__name__)
+VARIANCES_SEEN = RiskVarianceSeen.__table__  # type: ignore[attr-defined]
 
 ENTRIES = RiskCostEntry.__table__  # type: ignore[attr-defined]
 
@@ -154,8 +155,40 @@ class RiskHandler:
         await self.outbox.send_now(events)
 
     async def handle_variances(self, batch: Sequence[Incoming[CostVarianceDetected]]) -> None:
+        """Record each day's newest variance; an older one delivered later (replay, redelivery) changes nothing."""
+        newest: dict[str, Detection] = {}
+        produced: dict[str, CostVarianceDetected] = {}
+        for event in (item.event for item in batch):
+            detection = variance_detection(event)
+            known = produced.get(detection.finding_id)
+            if known is None or (event.produced_at, event.event_id) > (known.produced_at, known.event_id):
+                newest[detection.finding_id] = detection
+                produced[detection.finding_id] = event
         async with self.database.transaction() as connection:
-            events = await self._record(connection, [variance_detection(item.event) for item in batch])
+            await lock_keys(connection, (f"risk|variance|{identifier}" for identifier in newest))
+            seen = {
+                row.finding_id: (row.produced_at, row.event_id)
+                for row in await connection.execute(
+                    select(VARIANCES_SEEN).where(VARIANCES_SEEN.c.finding_id.in_(sorted(newest)))
+                )
+            }
+            fresh = [
+                identifier
+                for identifier, event in produced.items()
+                if identifier not in seen or (event.produced_at, event.event_id) > seen[identifier]
+            ]
+            for identifier in fresh:
+                event = produced[identifier]
+                await connection.execute(
+                    upsert(connection, VARIANCES_SEEN, ["finding_id"], ["tenant", "event_id", "produced_at"]),
+                    {
+                        "finding_id": identifier,
+                        "tenant": event.tenant,
+                        "event_id": event.event_id,
+                        "produced_at": event.produced_at,
+                    },
+                )
+            events = await self._record(connection, [newest[identifier] for identifier in fresh])
         await self.outbox.send_now(events)
 
     async def handle_seat_activity(self, batch: Sequence[Incoming[SeatActivityReported]]) -> None:

@@ -189,6 +189,23 @@ class RiskSeatEntitlement(SQLModel, table=True):
 
 
 OUTBOX = outbox_table("risk")
+
+
+class RiskVarianceSeen(SQLModel, table=True):
+    """The newest reconciliation variance applied to each variance finding.
+
+    Allocation publishes a new variance event each time its comparison of one day changes, so a replay or a
+    redelivery out of order can bring an older comparison after a newer one. Its production time decides.
+    """
+
+    __tablename__ = "risk_variance_seen"
+
+    finding_id: str = Field(primary_key=True, max_length=64)
+    tenant: str = Field(max_length=512)
+    event_id: str = Field(max_length=512)
+    produced_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+
+
 TABLES = [
     RiskCostEntry.__table__,  # type: ignore[attr-defined]
     RiskFinding.__table__,  # type: ignore[attr-defined]
@@ -197,5 +214,6 @@ TABLES = [
     RiskTicketOutbox.__table__,  # type: ignore[attr-defined]
     RiskSeat.__table__,  # type: ignore[attr-defined]
     RiskSeatEntitlement.__table__,  # type: ignore[attr-defined]
+    RiskVarianceSeen.__table__,  # type: ignore[attr-defined]
     OUTBOX,
 ]

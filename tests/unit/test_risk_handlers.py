@@ -211,6 +211,42 @@ class TestOtherEvents:
         assert "beyond the 0.01 USD and 1% tolerance" in finding["interpretation"]
         assert finding["revision"] == 1
 
+    async def test_older_variance_arriving_later_is_ignored(self, database: Database) -> None:
+        # Allocation first compared the provider's 0.3376 USD with 0 USD (usage not yet priced), then with
+        # 0.000225 USD once it was. A replay delivers the newer comparison first and the older one after it.
+        handler, _ = risk_handler(database, RiskConfig())
+
+        def variance(computed: str, produced_minute: int) -> CostVarianceDetected:
+            reported = Decimal("0.3376")
+            return CostVarianceDetected(
+                event_id=f"variance:openai:2025-01-24:{computed}",
+                occurred_at=datetime(2025, 1, 24, tzinfo=UTC),
+                produced_at=datetime(2026, 12, 5, 0, produced_minute, tzinfo=UTC),
+                source="allocation",
+                tenant="acme",
+                correlation_id="c",
+                provider="openai",
+                day="2025-01-24",
+                computed_cost=Money(amount=Decimal(computed), currency="USD"),
+                provider_cost=Money(amount=reported, currency="USD"),
+                variance=Money(amount=reported - Decimal(computed), currency="USD"),
+                variance_percent=None,
+                tolerance_percent=Decimal("1"),
+                likely_cause="usage not priced",
+            )
+
+        older, newer = variance("0", 1), variance("0.000225", 2)
+
+        await handler.handle_variances(incoming([newer]))
+        await handler.handle_variances(incoming([older]))
+        await handler.handle_variances(incoming([older, newer, older]))
+
+        [finding] = await findings(database, "reconciliation_variance")
+        assert finding["facts"]["computed_cost"] == "0.000225 USD"
+        # 0.3376 - 0.000225 = 0.337375
+        assert finding["facts"]["variance"] == "0.337375 USD"
+        assert finding["revision"] == 1
+
     async def test_value_unlinked_then_linked(self, database: Database) -> None:
         handler, publisher = risk_handler(database, RiskConfig())
 
