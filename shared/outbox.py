@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -75,10 +76,11 @@ class Outbox:
         self.database = database
         self.publisher = publisher
 
-    async def add(self, connection: AsyncConnection, events: Sequence[OutgoingEvent]) -> set[str]:
-        """Store events inside the caller's transaction; return the ids that were not stored before."""
+    @staticmethod
+    def rows_of(events: Sequence[OutgoingEvent]) -> list[dict[str, Any]]:
+        """Build the unsent outbox rows of events, all created now."""
         now = utc_now()
-        rows = [
+        return [
             {
                 "event_id": event.event_id,
                 "topic": event.topic,
@@ -91,7 +93,10 @@ class Outbox:
             }
             for event in events
         ]
-        inserted = await insert_new_rows(connection, self.table, rows, ["event_id"])
+
+    async def add(self, connection: AsyncConnection, events: Sequence[OutgoingEvent]) -> set[str]:
+        """Store events inside the caller's transaction; return the ids that were not stored before."""
+        inserted = await insert_new_rows(connection, self.table, self.rows_of(events), ["event_id"])
         return {key[0] for key in inserted}
 
     async def send_now(self, events: Sequence[OutgoingEvent]) -> None:

@@ -18,7 +18,6 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import insert_new_rows
-from shared.events import utc_now
 from shared.kafka import OutgoingEvent
 from shared.outbox import Outbox
 
@@ -78,20 +77,5 @@ class CopyingOutbox(Outbox):
     """The ingest outbox, storing events with ``copy_new_rows``; sending and the relay are those of Outbox."""
 
     async def add(self, connection: AsyncConnection, events: Sequence[OutgoingEvent]) -> set[str]:
-        now = utc_now()
-        # The same row as Outbox.add stores.
-        rows = [
-            {
-                "event_id": event.event_id,
-                "topic": event.topic,
-                "key": event.key,
-                "value": event.value,
-                "event_type": event.event_type,
-                "correlation_id": event.correlation_id,
-                "created_at": now,
-                "published": False,
-            }
-            for event in events
-        ]
-        inserted = await copy_new_rows(connection, self.table, rows, ["event_id"])
+        inserted = await copy_new_rows(connection, self.table, self.rows_of(events), ["event_id"])
         return {key[0] for key in inserted}
