@@ -34,8 +34,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from services.ingest.group_commit import GroupCommitter
 from services.ingest.importer import ConflictingEvents, InvalidTenant, Recorder, validate_tenant
-from services.ingest.normalisers import NORMALISERS, FormatError, ImportContext, InvalidSyntax, Normaliser
+from services.ingest.normalisers import (
+    NORMALISERS,
+    FormatError,
+    ImportContext,
+    InvalidSyntax,
+    Normaliser,
+    RowResult,
+)
 from services.ingest.normalisers.base import RowRejected, currency_code, rfc3339
 from services.ingest.settings import IngestSettings
 from services.ingest.signing import SignatureRejected, WebhookSource, load_sources, verify_request
@@ -105,6 +113,7 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
     else:
         log.warning("webhook.signing_not_configured", hint="set INGEST_WEBHOOK_SECRETS_FILE; every post gets 401")
     rejections = RejectionLog()
+    group_committer = GroupCommitter(recorder)
 
     async def receive(request: Request, normaliser: Normaliser) -> JSONResponse:
         try:
@@ -145,15 +154,27 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
             observed_at=observed_at,
             currency=currency,
         )
+        input_sha256 = hashlib.sha256(body).hexdigest()
         try:
-            summary = await recorder.record(
-                io.BytesIO(body),
-                normaliser=normaliser,
-                context=context,
-                input_sha256=hashlib.sha256(body).hexdigest(),
-                all_or_nothing=True,
-                collect_event_ids=True,
-            )
+            rows: list[RowResult] | None = list(normaliser.rows(io.BytesIO(body), context))
+        except FormatError:
+            rows = None
+        try:
+            if rows is not None and all(row.error is None for row in rows):
+                summary = await group_committer.record(
+                    body, rows, normaliser=normaliser, context=context, input_sha256=input_sha256
+                )
+            else:
+                # A rejected payload takes the path of one transaction a request, which stores its
+                # import row and raises or reports the same error again.
+                summary = await recorder.record(
+                    io.BytesIO(body),
+                    normaliser=normaliser,
+                    context=context,
+                    input_sha256=input_sha256,
+                    all_or_nothing=True,
+                    collect_event_ids=True,
+                )
         except InvalidSyntax as error:
             return _error(400, str(error))
         except FormatError as error:
