@@ -49,6 +49,7 @@ from services.ingest.importer import (
 from services.ingest.normalisers import ImportContext, Normaliser, RowResult
 from shared.db import is_transient_error
 from shared.events import utc_now
+from shared.kafka import OutgoingEvent
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -82,11 +83,19 @@ class GroupCommitter:
     """Records validated webhook payloads all or nothing, each group of them in one transaction.
 
     ``max_events`` bounds the events of one group, except that a group always takes at
-    least one payload, however large.
+    least one payload, however large. Committed events wait ``send_delay_s`` before they
+    go to the recorder's sender; events not sent before the service stops stay in the
+    outbox, where the relay finds them.
     """
 
     def __init__(
-        self, recorder: Recorder, *, max_groups_in_flight: int = 2, max_payloads: int = 500, max_events: int = 2000
+        self,
+        recorder: Recorder,
+        *,
+        max_groups_in_flight: int = 2,
+        max_payloads: int = 500,
+        max_events: int = 2000,
+        send_delay_s: float = 0.05,
     ) -> None:
         self.recorder = recorder
         self.max_groups_in_flight = max_groups_in_flight
@@ -95,6 +104,9 @@ class GroupCommitter:
         self._pending: list[_Pending] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.send_delay_s = send_delay_s
+        self._unsent: list[OutgoingEvent] = []
+        self._send_timer: asyncio.TimerHandle | None = None
 
     async def record(
         self, body: bytes, rows: list[RowResult], *, normaliser: Normaliser, context: ImportContext, input_sha256: str
@@ -117,6 +129,19 @@ class GroupCommitter:
         self._pending.append(pending)
         self._start_groups()
         return await pending.future
+
+    def _send_later(self, outgoing: list[OutgoingEvent]) -> None:
+        """Hand committed events to the sender after ``send_delay_s``, so that one send carries several groups."""
+        if not self.recorder.send or not outgoing:
+            return
+        self._unsent.extend(outgoing)
+        if self._send_timer is None:
+            self._send_timer = asyncio.get_running_loop().call_later(self.send_delay_s, self._send_unsent)
+
+    def _send_unsent(self) -> None:
+        self._send_timer = None
+        unsent, self._unsent = self._unsent, []
+        self.recorder.sender.submit(unsent)
 
     def _start_groups(self) -> None:
         while self._pending and self._in_flight < self.max_groups_in_flight:
@@ -198,8 +223,7 @@ class GroupCommitter:
             ]
             if import_rows:
                 await connection.execute(_IMPORTS.insert(), import_rows)
-        if self.recorder.send:
-            self.recorder.sender.submit(outgoing)
+        self._send_later(outgoing)
         log.debug("webhook.group_committed", payloads=len(included), events=len(outgoing), left_out=len(left_out))
         return left_out
 
