@@ -147,15 +147,15 @@ class GroupCommitter:
         while self._pending and self._in_flight < self.max_groups_in_flight:
             group = self._take_group()
             self._in_flight += 1
-            task = asyncio.create_task(self._write(group))
+            task = asyncio.create_task(self._run_writer(group))
             self._tasks.add(task)
-            task.add_done_callback(self._group_done)
+            task.add_done_callback(self._writer_done)
 
-    def _group_done(self, task: asyncio.Task[None]) -> None:
+    def _writer_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._in_flight -= 1
         if not task.cancelled() and task.exception() is not None:
-            log.error("webhook.group_failed", error=repr(task.exception())[:300])
+            log.error("webhook.group_writer_failed", error=repr(task.exception())[:300])
         self._start_groups()
 
     def _take_group(self) -> list[_Pending]:
@@ -170,34 +170,60 @@ class GroupCommitter:
         group, self._pending = self._pending[:taken], self._pending[taken:]
         return group
 
-    async def _write(self, group: list[_Pending]) -> None:
+    async def _run_writer(self, group: list[_Pending]) -> None:
+        """Write groups on one connection while payloads are waiting, then return the connection to the pool.
+
+        Keeping the connection between groups saves the pool's liveness check (three round trips
+        on asyncpg) for each group after the first.
+        """
+        try:
+            connection = await self.recorder.database.engine.connect()
+        except Exception as error:
+            await self._write_failed(group, error)
+            return
+        try:
+            while await self._write(connection, group) and self._pending:
+                group = self._take_group()
+        finally:
+            try:
+                await connection.close()
+            except Exception as error:  # a broken connection: the pool discards it
+                log.warning("webhook.group_connection_close_failed", error=repr(error)[:300])
+
+    async def _write(self, connection: AsyncConnection, group: list[_Pending]) -> bool:
+        """Record every payload of a group; return whether the connection may write another group."""
         alone: list[_Pending] = []
         remaining = group
+        reusable = True
         while remaining:
             try:
-                left_out = await self._store(remaining)
+                left_out = await self._store(connection, remaining)
             except _Conflicts as conflicts:
                 alone += conflicts.payloads
                 remaining = [pending for pending in remaining if pending not in conflicts.payloads]
                 continue
             except Exception as error:
-                if is_transient_error(error):
-                    log.warning("webhook.store_unavailable", payloads=len(remaining), error=repr(error)[:300])
-                    for pending in remaining:
-                        _fail(pending, error)
-                    remaining = []
-                    break
-                log.warning("webhook.group_commit_failed", payloads=len(remaining), error=repr(error)[:300])
-                alone += remaining
-                remaining = []
+                reusable = False
+                await self._write_failed(remaining, error)
                 break
             alone += left_out
             self._finish(remaining, left_out)
             break
         if alone:
             await asyncio.gather(*(self._record_alone(pending) for pending in alone))
+        return reusable
 
-    async def _store(self, group: list[_Pending]) -> list[_Pending]:
+    async def _write_failed(self, group: list[_Pending], error: Exception) -> None:
+        """Fail a group with a transient error (each request gets 503), or record each payload alone."""
+        if is_transient_error(error):
+            log.warning("webhook.store_unavailable", payloads=len(group), error=repr(error)[:300])
+            for pending in group:
+                _fail(pending, error)
+            return
+        log.warning("webhook.group_commit_failed", payloads=len(group), error=repr(error)[:300])
+        await asyncio.gather(*(self._record_alone(pending) for pending in group))
+
+    async def _store(self, connection: AsyncConnection, group: list[_Pending]) -> list[_Pending]:
         """Write a group in one transaction; return the payloads left out for restating an earlier payload's event.
 
         Raises _Conflicts, after rolling back, when payloads restate events stored before the group.
@@ -211,7 +237,7 @@ class GroupCommitter:
             else:
                 left_out.append(pending)
 
-        async with self.recorder.database.transaction() as connection:
+        async with connection.begin():
             await self._claim_stored(connection, included)
             outgoing = [candidate.outgoing() for pending in included for candidate in pending.fresh]
             await self.recorder.outbox.add(connection, outgoing)
