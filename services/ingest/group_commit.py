@@ -1,24 +1,25 @@
 """Group commit for webhook payloads: payloads that arrive together share one database transaction.
 
 One transaction per request costs a BEGIN, four or five statements and a COMMIT
-(with its WAL flush) for a payload of one event, and that overhead, not the
-event, is what limits a busy webhook. ``GroupCommitter`` queues validated
-payloads and writes each group with one bulk statement per table: claimed event
-ids, outbox rows and import rows. A group starts as soon as fewer than
-``max_groups_in_flight`` groups are being written, so an idle server adds no wait
-and a busy one writes larger groups.
+(with its WAL flush) for a payload of one event. In profiles of ``bench.pipeline_rate``
+that overhead, not the event, took most of the webhook's time. ``GroupCommitter``
+queues validated payloads and writes each group with one bulk statement per table:
+claimed event ids, outbox rows and import rows. Up to ``max_groups_in_flight``
+writers each take the payloads waiting at that moment as one group, so an idle
+server adds no wait and a busy one writes larger groups.
 
 Each payload keeps its own all-or-nothing result, as if it had been written alone
 after the payloads that arrived before it:
 
-- a payload that restates an event of an earlier payload in its group, or of the
-  database, with other content is left out of the group and recorded alone after
-  the group commits, which gives it the 409 it would get alone;
+- a payload that restates an event of the database or of an earlier payload in its
+  group with other content is left out of the group. It is recorded alone after the
+  group commits, so it gets the 409 it would get alone;
 - an event repeated with the same content is a duplicate of the payload that claimed
   it first;
 - a transient database error (the database is down) fails every payload of the
-  group with that error, so each request gets 503; any other error in the group
-  write records each payload alone, so one bad payload cannot fail the others.
+  group with that error, so each request gets 503;
+- any other error in the group write records each payload alone, so one bad
+  payload cannot fail the others.
 
 Each caller's result is set only after the group's commit, so a 202 still means stored.
 """
@@ -72,7 +73,7 @@ class _Pending:
 
 
 class _Conflicts(Exception):
-    """Payloads of a group that restate stored events with other content; the group is written without them."""
+    """Payloads of a group that restate stored events with other content, so the group is written without them."""
 
     def __init__(self, payloads: list[_Pending]) -> None:
         super().__init__(f"{len(payloads)} payloads restate stored events")
@@ -84,7 +85,7 @@ class GroupCommitter:
 
     ``max_events`` bounds the events of one group, except that a group always takes at
     least one payload, however large. Committed events wait ``send_delay_s`` before they
-    go to the recorder's sender; events not sent before the service stops stay in the
+    go to the recorder's sender. Events not sent before the service stops stay in the
     outbox, where the relay finds them.
     """
 
@@ -160,18 +161,18 @@ class GroupCommitter:
 
     def _take_group(self) -> list[_Pending]:
         events = 0
-        taken = 0
+        count = 0
         for pending in self._pending:
             size = len(pending.prepared.candidates)
-            if taken and (taken >= self.max_payloads or events + size > self.max_events):
+            if count and (count >= self.max_payloads or events + size > self.max_events):
                 break
             events += size
-            taken += 1
-        group, self._pending = self._pending[:taken], self._pending[taken:]
+            count += 1
+        group, self._pending = self._pending[:count], self._pending[count:]
         return group
 
     async def _run_writer(self, group: list[_Pending]) -> None:
-        """Write groups on one connection while payloads are waiting, then return the connection to the pool.
+        """Write groups on one connection while payloads wait, then return the connection to the pool.
 
         Keeping the connection between groups saves the pool's liveness check (three round trips
         on asyncpg) for each group after the first.
@@ -187,11 +188,11 @@ class GroupCommitter:
         finally:
             try:
                 await connection.close()
-            except Exception as error:  # a broken connection: the pool discards it
+            except Exception as error:  # the pool discards a broken connection
                 log.warning("webhook.group_connection_close_failed", error=repr(error)[:300])
 
     async def _write(self, connection: AsyncConnection, group: list[_Pending]) -> bool:
-        """Record every payload of a group; return whether the connection may write another group."""
+        """Record every payload of a group and return whether the connection may write another group."""
         alone: list[_Pending] = []
         remaining = group
         reusable = True
@@ -224,7 +225,7 @@ class GroupCommitter:
         await asyncio.gather(*(self._record_alone(pending) for pending in group))
 
     async def _store(self, connection: AsyncConnection, group: list[_Pending]) -> list[_Pending]:
-        """Write a group in one transaction; return the payloads left out for restating an earlier payload's event.
+        """Write a group in one transaction and return the payloads left out for restating a group event.
 
         Raises _Conflicts, after rolling back, when payloads restate events stored before the group.
         """
@@ -254,7 +255,7 @@ class GroupCommitter:
         return left_out
 
     async def _claim_stored(self, connection: AsyncConnection, included: list[_Pending]) -> None:
-        """Insert the group's new event ids; count ids stored before with the same content as duplicates."""
+        """Insert the group's new event ids, and count ids stored before with the same content as duplicates."""
         rows = [
             _event_row(pending.summary, pending.context, candidate)
             for pending in included
@@ -279,7 +280,7 @@ class GroupCommitter:
                     break
             pending.fresh = fresh
         if conflicting:
-            # Leaving the transaction by an exception rolls the group back; _write retries it without these.
+            # Leaving the transaction by an exception rolls the group back, and _write retries it without these.
             raise _Conflicts(conflicting)
 
     def _finish(self, included_and_left_out: list[_Pending], left_out: list[_Pending]) -> None:

@@ -16,6 +16,8 @@ The response is 202 only after every event is stored in the ingest database
 (claimed id, evidence and outbox row in one transaction), so a 202 never loses data
 even if the broker is down at that moment. The outbox relay sends it later. A
 payload is all or nothing, and re-delivering it gets 202 with every event a duplicate.
+Valid payloads that arrive together share one transaction (``group_commit.py``), and
+each still gets the status it would get alone; a rejected payload is recorded alone.
 
 Query parameters: ``observed_at`` (RFC 3339) dates snapshots whose rows carry no
 time. ``currency`` (ISO 4217) is the currency of exports without a currency column.
@@ -165,8 +167,8 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
                     body, rows, normaliser=normaliser, context=context, input_sha256=input_sha256
                 )
             else:
-                # A rejected payload takes the path of one transaction a request, which stores its
-                # import row and raises or reports the same error again.
+                # The recorder records a rejected payload alone. It stores the import row and
+                # raises or reports the same error again.
                 summary = await recorder.record(
                     io.BytesIO(body),
                     normaliser=normaliser,
