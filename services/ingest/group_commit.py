@@ -186,6 +186,9 @@ class GroupCommitter:
             while await self._write(connection, group) and self._pending:
                 group = self._take_group()
         finally:
+            for pending in group:  # only a cancelled or failed writer leaves futures unresolved
+                if not pending.future.done():
+                    pending.future.cancel()
             try:
                 await connection.close()
             except Exception as error:  # the pool discards a broken connection
