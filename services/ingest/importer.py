@@ -578,6 +578,21 @@ def _import_row(
     The status is done or rejected when the input was read to the end, else the outcome (failed, interrupted).
     """
     return _IMPORTS.insert().values(
+        **_import_values(import_id, summary, context, started_at, accepted=accepted, duplicates=duplicates)
+    )
+
+
+def _import_values(
+    import_id: str,
+    summary: ImportSummary,
+    context: ImportContext,
+    started_at: datetime,
+    *,
+    accepted: int | None = None,
+    duplicates: int | None = None,
+) -> dict[str, Any]:
+    """Return the column values of a finished import's row, with the summary's counts unless others are given."""
+    return dict(
         import_id=import_id,
         tenant=context.tenant,
         channel=context.channel,

@@ -16,6 +16,8 @@ The response is 202 only after every event is stored in the ingest database
 (claimed id, evidence and outbox row in one transaction), so a 202 never loses data
 even if the broker is down at that moment. The outbox relay sends it later. A
 payload is all or nothing, and re-delivering it gets 202 with every event a duplicate.
+Valid payloads that arrive together share one transaction (``group_commit.py``), and
+each still gets the status it would get alone; a rejected payload is recorded alone.
 
 Query parameters: ``observed_at`` (RFC 3339) dates snapshots whose rows carry no
 time. ``currency`` (ISO 4217) is the currency of exports without a currency column.
@@ -34,8 +36,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from services.ingest.group_commit import GroupCommitter
 from services.ingest.importer import ConflictingEvents, InvalidTenant, Recorder, validate_tenant
-from services.ingest.normalisers import NORMALISERS, FormatError, ImportContext, InvalidSyntax, Normaliser
+from services.ingest.normalisers import (
+    NORMALISERS,
+    FormatError,
+    ImportContext,
+    InvalidSyntax,
+    Normaliser,
+    RowResult,
+)
 from services.ingest.normalisers.base import RowRejected, currency_code, rfc3339
 from services.ingest.settings import IngestSettings
 from services.ingest.signing import SignatureRejected, WebhookSource, load_sources, verify_request
@@ -105,6 +115,7 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
     else:
         log.warning("webhook.signing_not_configured", hint="set INGEST_WEBHOOK_SECRETS_FILE; every post gets 401")
     rejections = RejectionLog()
+    group_committer = GroupCommitter(recorder)
 
     async def receive(request: Request, normaliser: Normaliser) -> JSONResponse:
         try:
@@ -145,15 +156,27 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
             observed_at=observed_at,
             currency=currency,
         )
+        input_sha256 = hashlib.sha256(body).hexdigest()
         try:
-            summary = await recorder.record(
-                io.BytesIO(body),
-                normaliser=normaliser,
-                context=context,
-                input_sha256=hashlib.sha256(body).hexdigest(),
-                all_or_nothing=True,
-                collect_event_ids=True,
-            )
+            rows: list[RowResult] | None = list(normaliser.rows(io.BytesIO(body), context))
+        except FormatError:
+            rows = None
+        try:
+            if rows is not None and all(row.error is None for row in rows):
+                summary = await group_committer.record(
+                    body, rows, normaliser=normaliser, context=context, input_sha256=input_sha256
+                )
+            else:
+                # The recorder records a rejected payload alone. It stores the import row and
+                # raises or reports the same error again.
+                summary = await recorder.record(
+                    io.BytesIO(body),
+                    normaliser=normaliser,
+                    context=context,
+                    input_sha256=input_sha256,
+                    all_or_nothing=True,
+                    collect_event_ids=True,
+                )
         except InvalidSyntax as error:
             return _error(400, str(error))
         except FormatError as error:
