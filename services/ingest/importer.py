@@ -573,12 +573,11 @@ def _import_row(
     duplicates: int | None = None,
     outcome: str = "completed",
 ) -> Any:
-    """Build the INSERT of a finished import's row, with the summary's counts unless others are given.
-
-    The status is done or rejected when the input was read to the end, else the outcome (failed, interrupted).
-    """
+    """Build the INSERT of a finished import's row, with the summary's counts unless others are given."""
     return _IMPORTS.insert().values(
-        **_import_values(import_id, summary, context, started_at, accepted=accepted, duplicates=duplicates)
+        **_import_values(
+            import_id, summary, context, started_at, accepted=accepted, duplicates=duplicates, outcome=outcome
+        )
     )
 
 
@@ -590,8 +589,12 @@ def _import_values(
     *,
     accepted: int | None = None,
     duplicates: int | None = None,
+    outcome: str = "completed",
 ) -> dict[str, Any]:
-    """Return the column values of a finished import's row, with the summary's counts unless others are given."""
+    """Return the column values of a finished import's row, with the summary's counts unless others are given.
+
+    The status is done or rejected when the input was read to the end, else the outcome (failed, interrupted).
+    """
     return dict(
         import_id=import_id,
         tenant=context.tenant,

@@ -51,16 +51,13 @@ from services.ingest.settings import IngestSettings
 from services.ingest.signing import SignatureRejected, WebhookSource, load_sources, verify_request
 from shared.db import is_transient_error
 from shared.events import utc_now
+from shared.http import BodyTooLarge, error_response, read_body
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 TENANT_HEADER = "x-aifinops-tenant"
 CLOUDEVENTS_FORMAT = "cloudevents"
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class RejectionLog:
@@ -79,24 +76,6 @@ class RejectionLog:
             return
         self._last[key] = now
         log.warning(event, suppressed_since_last=self._suppressed.pop(key, 0), **fields)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _error(status_code: int, message: str, **extra: object) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status_code)
 
 
 def _context_options(request: Request) -> tuple[datetime | None, str | None]:
@@ -119,31 +98,33 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
 
     async def receive(request: Request, normaliser: Normaliser) -> JSONResponse:
         try:
-            body = await _read_body(request, settings.max_body_bytes)
+            body = await read_body(request, settings.max_body_bytes)
         except BodyTooLarge:
             rejections.warning("webhook.rejected", "too_large", status=413, format=normaliser.format_name)
-            return _error(413, f"body is larger than {settings.max_body_bytes} bytes; split it into smaller payloads")
+            return error_response(
+                413, f"body is larger than {settings.max_body_bytes} bytes; split it into smaller payloads"
+            )
 
         if not sources:
-            return _error(401, "webhook signing is not configured on this server (INGEST_WEBHOOK_SECRETS_FILE)")
+            return error_response(401, "webhook signing is not configured on this server (INGEST_WEBHOOK_SECRETS_FILE)")
         try:
             source = verify_request(sources, request.headers, body)
         except SignatureRejected as error:
             rejections.warning("webhook.rejected", error.reason[:40], status=401, reason=error.reason)
-            return _error(error.status_code, error.reason)
+            return error_response(error.status_code, error.reason)
         tenant = request.headers.get(TENANT_HEADER) or settings.tenant
         try:
             validate_tenant(tenant)
         except InvalidTenant as error:
-            return _error(400, f"{TENANT_HEADER}: {error}")
+            return error_response(400, f"{TENANT_HEADER}: {error}")
         if not source.may_write(tenant, settings.tenant):
             rejections.warning("webhook.rejected", "tenant", status=403, source=source.name, tenant=tenant[:64])
-            return _error(403, f"source {source.name!r} may not write to tenant {tenant[:64]!r}")
+            return error_response(403, f"source {source.name!r} may not write to tenant {tenant[:64]!r}")
 
         try:
             observed_at, currency = _context_options(request)
         except RowRejected as error:
-            return _error(
+            return error_response(
                 422, "invalid query parameter", rejections=[{"field": error.field_path, "reason": error.reason}]
             )
         correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
@@ -178,11 +159,11 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
                     collect_event_ids=True,
                 )
         except InvalidSyntax as error:
-            return _error(400, str(error))
+            return error_response(400, str(error))
         except FormatError as error:
-            return _error(422, str(error))
+            return error_response(422, str(error))
         except ConflictingEvents as error:
-            return _error(
+            return error_response(
                 409, "the payload restates events recorded before; nothing was recorded", **error.summary.as_dict()
             )
         except Exception as error:
@@ -195,7 +176,7 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
                 headers={"retry-after": "5"},
             )
         if summary.rejected:
-            return _error(422, "the payload has invalid rows; nothing was recorded", **summary.as_dict())
+            return error_response(422, "the payload has invalid rows; nothing was recorded", **summary.as_dict())
         return JSONResponse(
             {**summary.as_dict(), "event_ids": summary.accepted_event_ids, "correlation_id": correlation_id},
             status_code=202,
@@ -205,7 +186,7 @@ def build_webhook_app(recorder: Recorder, settings: IngestSettings) -> Starlette
         format_name = request.path_params["format_name"]
         normaliser = NORMALISERS.get(format_name)
         if normaliser is None:
-            return _error(404, f"unknown format {format_name[:64]!r}", known_formats=sorted(NORMALISERS))
+            return error_response(404, f"unknown format {format_name[:64]!r}", known_formats=sorted(NORMALISERS))
         return await receive(request, normaliser)
 
     async def receive_cloudevents(request: Request) -> JSONResponse:

@@ -32,34 +32,13 @@ from services.ingest.signing import SignatureRejected, WebhookSource, load_sourc
 from services.value.intake import ConflictingOutcomes, OutcomeIntake
 from services.value.settings import ValueSettings
 from shared.db import is_transient_error
+from shared.http import BodyTooLarge, error_response, read_body
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 TENANT_HEADER = "x-aifinops-tenant"
 MAX_REJECTIONS_SHOWN = 50
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _error(status_code: int, message: str, **extra: object) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status_code)
 
 
 def build_outcomes_app(intake: OutcomeIntake, settings: ValueSettings) -> Starlette:
@@ -72,36 +51,36 @@ def build_outcomes_app(intake: OutcomeIntake, settings: ValueSettings) -> Starle
 
     async def post_outcomes(request: Request) -> JSONResponse:
         try:
-            body = await _read_body(request, settings.max_body_bytes)
+            body = await read_body(request, settings.max_body_bytes)
         except BodyTooLarge:
-            return _error(413, f"body is larger than {settings.max_body_bytes} bytes; split the outcomes")
+            return error_response(413, f"body is larger than {settings.max_body_bytes} bytes; split the outcomes")
 
         if not sources:
-            return _error(401, "request signing is not configured on this server (VALUE_WEBHOOK_SECRETS_FILE)")
+            return error_response(401, "request signing is not configured on this server (VALUE_WEBHOOK_SECRETS_FILE)")
         try:
             source = verify_request(sources, request.headers, body)
         except SignatureRejected as error:
             log.warning("outcomes_api.rejected", status=error.status_code, reason=error.reason)
-            return _error(error.status_code, error.reason)
+            return error_response(error.status_code, error.reason)
         tenant = request.headers.get(TENANT_HEADER) or settings.tenant
         try:
             validate_tenant(tenant)
         except InvalidTenant as error:
             log.warning("outcomes_api.rejected", status=400, source=source.name, reason="invalid tenant")
-            return _error(400, f"{TENANT_HEADER}: {error}")
+            return error_response(400, f"{TENANT_HEADER}: {error}")
         if not source.may_write(tenant, settings.tenant):
             log.warning("outcomes_api.rejected", status=403, source=source.name, tenant=tenant[:64])
-            return _error(403, f"source {source.name!r} may not write to tenant {tenant[:64]!r}")
+            return error_response(403, f"source {source.name!r} may not write to tenant {tenant[:64]!r}")
 
         try:
             document = json.loads(body, parse_float=str)
         except (ValueError, RecursionError) as error:
-            return _error(400, f"body is not valid JSON: {error}")
+            return error_response(400, f"body is not valid JSON: {error}")
         items = document if isinstance(document, list) else [document]
         correlation_id = (request.headers.get("x-correlation-id") or str(uuid.uuid4()))[:512]
         events, errors = intake.validate(items, tenant=tenant, correlation_id=correlation_id, source="value.http")
         if errors:
-            return _error(
+            return error_response(
                 422,
                 "invalid outcomes; nothing was recorded",
                 rejections=[
@@ -114,7 +93,7 @@ def build_outcomes_app(intake: OutcomeIntake, settings: ValueSettings) -> Starle
             log.warning(
                 "outcomes_api.rejected", status=409, source=source.name, event_ids=",".join(error.event_ids[:5])
             )
-            return _error(
+            return error_response(
                 409,
                 "outcomes restate recorded outcome ids with other content; nothing was recorded. "
                 "Send a correction under a new outcome_id",
