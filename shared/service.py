@@ -109,7 +109,7 @@ class ServiceRuntime:
         http_task: asyncio.Task[None] | None = None
         ports: dict[str, int] = {"grpc_port": ops.port}
         if http_app is not None:
-            http_server, http_task, bound_port = await _start_http(http_app, http_port)
+            http_server, http_task, bound_port = await _start_http(http_app, self.settings.http_host, http_port)
             ports["http_port"] = bound_port
         relay = asyncio.create_task(self.outbox.run_relay(self._stop))
         tasks = [asyncio.create_task(work(self._stop)) for work in background]
@@ -156,8 +156,8 @@ async def _leave_undecoded(_message: Any) -> None:
     return None
 
 
-async def _start_http(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off")
+async def _start_http(app: Any, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     # uvicorn installs its own SIGTERM/SIGINT handlers while serving; the runtime replaces them
     # with its loop handlers after this returns, so a signal stops the whole service in order.

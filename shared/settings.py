@@ -44,6 +44,10 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("AIFINOPS_LOG_LEVEL"))
     grpc_port: int = Field(default=0, ge=0, le=65535, description="Port of the ops gRPC server; 0 picks a free one.")
     grpc_host: str = Field(default="127.0.0.1", description="Address the ops gRPC server binds to.")
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="Address the HTTP API (ingest's webhook, value's outcomes) binds to; 0.0.0.0 in a container.",
+    )
     grpc_tokens_file: Path | None = Field(
         default=None, description="YAML list of client token hashes and scopes; without it ops calls are refused."
     )
