@@ -343,7 +343,7 @@ async def walk_recommendation_lifecycle(stack: Stack, tenant: str, say: Callable
             if status == "accepted":
                 await request_ticket(database, outbox, tenant, view.recommendation_id, by="demo")
                 say(f"recommendation {view.recommendation_id[:8]}: ITSM ticket requested", highlight=False)
-    # The 11 unused Copilot seats are octocat's idle seat and the 10 paid seats nobody was assigned. After they are
+    # The 11 unused Copilot seats are octocat's idle seat and the 10 paid seats that were not assigned. After they are
     # removed, the next seat report lists octokitten alone and one entitled seat. It is dated after the
     # implementation, because realised savings count only reports taken after it. The seat list and the totals
     # carry the same date, so risk and the optimizer read them as one report.

@@ -350,7 +350,7 @@ async def group_assignments(bootstrap: str, group: str) -> tuple[str, list[int]]
 
 
 async def wait_for_members(bootstrap: str, group: str, members: int, timeout_s: float) -> list[int]:
-    """Wait until a group is stable with ``members`` members; return their partition counts when the broker tells.
+    """Wait until a group is stable with ``members`` members; return their partition counts if the broker reports them.
 
     NOTE: the embedded Tansu broker (0.6.0) describes members with an empty assignment, so there the counts
     are all zero and only the member count is checked.

@@ -154,7 +154,7 @@ def price_usage(event: UsageRecorded, book: PriceBook | PriceCatalogue) -> Price
 class _CatalogueIndex:
     """Per-model lookups on one price list, cached because PriceCatalogue scans every row for each of them.
 
-    A price list is not changed after it is loaded (a reload builds a new one), so the answers stay true.
+    A price list is not changed after it is loaded (a reload builds a new one), so the cached results stay valid.
     """
 
     def __init__(self, prices: PriceCatalogue) -> None:

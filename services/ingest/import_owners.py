@@ -4,8 +4,8 @@ An import row has the status "running" from its first batch to its last. A proce
 between (SIGKILL, a crash, a lost container) never updates it, so each import stores
 its owner: host name, kernel boot id, process id and the process's start time. On
 start, the CLI and the ingest service look at every running import of their own host
-and mark it interrupted when its owner no longer exists. The start time tells a
-reused process id apart from the process that ran the import.
+and mark it interrupted when its owner no longer exists. The start time distinguishes a
+reused process id from the process that ran the import.
 """
 
 from __future__ import annotations

@@ -546,7 +546,7 @@ class Recorder:
 
     async def _finish_import(self, import_id: str, summary: ImportSummary, outcome: str) -> None:
         """Store the counts, and a status: done or rejected when the input was read to the end, else the outcome."""
-        status = ("rejected" if summary.rejected else "done") if outcome == "completed" else outcome
+        status = _final_status(summary, outcome)
         async with self.database.transaction() as connection:
             await connection.execute(
                 update(_IMPORTS)
@@ -561,6 +561,15 @@ class Recorder:
                     status=status,
                 )
             )
+
+
+def _final_status(summary: ImportSummary, outcome: str) -> str:
+    """Return an import's stored status: done or rejected when its input was read to the end, else the outcome."""
+    if outcome != "completed":
+        return outcome
+    if summary.rejected:
+        return "rejected"
+    return "done"
 
 
 def _import_row(
@@ -609,7 +618,7 @@ def _import_values(
         duplicates=summary.duplicates if duplicates is None else duplicates,
         rejected=summary.rejected,
         empty=summary.empty,
-        status=("rejected" if summary.rejected else "done") if outcome == "completed" else outcome,
+        status=_final_status(summary, outcome),
         owner=process_owner(),
     )
 

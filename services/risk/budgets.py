@@ -252,8 +252,8 @@ async def budget_spend(connection: AsyncConnection, budget: Budget, tenant: str,
 async def _summed_budget_spend(connection: AsyncConnection, budget: Budget, conditions: tuple[Any, ...]) -> BudgetSpend:
     """Let PostgreSQL add up the spend (NUMERIC sums are exact) and return only the evidence a finding keeps.
 
-    Reading every row of the period back grew each batch's work with the data stored; this reads two aggregates
-    and at most MAX_EVIDENCE_IDS ids, the same ids in the same order as the first of the full list.
+    Reading every row of the period back made each batch's work grow with the data stored. This reads two
+    aggregates and at most MAX_EVIDENCE_IDS ids, which are the first ids of the full list in the same order.
     """
     in_currency = ENTRIES.c.cost_currency == budget.currency
     totals = (

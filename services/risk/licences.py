@@ -8,7 +8,7 @@ seats in the entitlement report, less those pending cancellation, is used instea
 (GitHub counts a billing cycle). Assigned seats are compared with entitled ones only when both reports are of
 the same day, because a roster and seat totals of different days describe different sets of seats. The
 optimizer's unused-seat recommendation (``services/optimizer/seats.py``) counts by the same rules: its unused
-seats are this finding's unused seats plus the mismatch finding's paid seats that nobody is assigned.
+seats are this finding's unused seats plus the mismatch finding's paid seats that are not assigned.
 The monthly exposure is the seat price times the seats in question; the price comes from the entitlement
 report, else from a seat licence in the contracts file.
 """
@@ -117,8 +117,8 @@ async def licence_detections(
 ) -> tuple[list[Detection], dict[str, str]]:
     """Return the licence findings of a product's latest seat reports, and the ids of those the reports clear.
 
-    A cleared finding is one that the latest reports were checked for and do not show any more, with the reason:
-    no unused seats in the seat list or the vendor's count, or a seat list and totals of one day that agree.
+    A finding is cleared when the latest reports were checked for it and no longer show it. The reason is given
+    with it: no unused seats in the seat list or the vendor's count, or a seat list and totals of one day that agree.
     """
     roster = await _roster(connection, tenant, vendor, product)
     entitlement = (

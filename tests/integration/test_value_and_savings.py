@@ -128,7 +128,7 @@ async def test_recommendation_kinds(report: dict[str, Any]) -> None:
         # 12 Copilot seats paid, 2 assigned: octocat idle + (12 − 2) not assigned = 11 unused × 19.00
         ("unused_seats", "seats:github/github-copilot"): "209.00",
         # After the unused Copilot seats are removed, the later seat report lists octokitten alone, who used
-        # Cursor later: Copilot 19.00. octocat holds Cursor only now, so the Cursor 40.00 overlap is gone.
+        # Cursor later: Copilot 19.00. octocat now has only a Cursor seat, so the Cursor 40.00 overlap is gone.
         ("overlapping_tools", "seats:coding-assistant overlap"): "19.00",
         ("unused_seats", "seats:cursor/cursor"): "40.00",  # octocat idle 41 days on Cursor
         # 10th percentile of 30 days' Anthropic spend (0 on 11-01, then the Sundays at 6.6177): rank 3 = 6.6177;

@@ -1,4 +1,4 @@
-"""The HTTP APIs bind to loopback unless AIFINOPS_HTTP_HOST says otherwise, as a container needs."""
+"""The HTTP APIs bind to loopback unless AIFINOPS_HTTP_HOST names another address, as a container needs."""
 
 from __future__ import annotations
 

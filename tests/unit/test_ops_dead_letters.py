@@ -86,7 +86,7 @@ async def test_short_prefix_not_found(dead_letters: tuple[LocalOps, Any]) -> Non
 
 async def test_prefix_ignores_other_tenants(dead_letters: tuple[LocalOps, Any]) -> None:
     ops, stub = dead_letters
-    # acme-admin sees only acme's letters, so globex's letter under "dlq:value" is not found for it.
+    # acme-admin may read only acme's letters, so globex's letter under "dlq:value" is not found for it.
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await get(ops, stub, "dlq:value", client="acme-admin")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND

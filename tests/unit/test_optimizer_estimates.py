@@ -341,7 +341,7 @@ class TestSeats:
         assert estimate.evidence == ("e1", "s1")
 
     def test_unused_from_seat_totals_alone(self) -> None:
-        # Without a seat list, the vendor's count stands in: 11 inactive − 0 pending cancellation = 11.
+        # Without a seat list, the vendor's count is used instead: 11 inactive − 0 pending cancellation = 11.
         result = unused_seats_estimate("github", "github-copilot", [], copilot_totals(), list_price, POLICY)
         assert result is not None
         estimate, unused, _price = result

@@ -212,7 +212,7 @@ async def test_commitment_as_of_data_clock(setup: Setup) -> None:  # noqa: F811
 
 
 def test_risk_commitments_join_drawdown() -> None:
-    # The demo's contracts file holds one spend commitment (Anthropic) and one seat licence (Copilot): only the
+    # The demo's contracts file contains one spend commitment (Anthropic) and one seat licence (Copilot): only the
     # commitment becomes a drawdown contract, over its whole last day in risk's zone.
     [anthropic] = risk_commitments(EXAMPLES / "config" / "contracts.yaml", "demo", ZoneInfo("UTC"))
     assert anthropic.contract_id == "anthropic-commit-2026"

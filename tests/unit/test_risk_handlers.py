@@ -348,7 +348,7 @@ class TestLicences:
 
     async def test_findings_match_optimizer_seats(self, database: Database) -> None:
         # One seat report read by risk and by the optimizer: the recommendation's unused seats must be the
-        # finding's 1 idle seat plus the mismatch finding's 12 − 2 = 10 paid seats nobody is assigned, 11 in all.
+        # finding's 1 idle seat plus the mismatch finding's 12 − 2 = 10 paid seats not assigned to anyone, 11 in all.
         handler, _ = risk_handler(database, RiskConfig(contracts=[COPILOT]))
         as_of = datetime(2021, 11, 20, tzinfo=UTC)
         events, totals = seat_events(as_of), entitlement(as_of)

@@ -35,7 +35,7 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 # readers reject those before converting (see _parse_ascii_number).
 NUMBER_PATTERN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 MAX_NUMBER_CHARS = 100
-LARGEST_NUMBER = Decimal(10) ** 18
+MAX_NUMBER = Decimal(10) ** 18
 MAX_SCALE = 30  # the smallest non-zero number read is 1E-30
 MAX_QUOTED_CHARS = 40
 SURROGATE = re.compile("[\ud800-\udfff]")
@@ -163,7 +163,7 @@ class OccurrenceCounter:
     def _spill(self) -> None:
         # An empty file name gives a private on-disk database that is deleted on close.
         # An import reads its rows in a worker thread, and the generator that owns this counter may be closed from
-        # another thread; only one thread uses it at a time, so the same-thread check is off.
+        # another thread. Only one thread uses the connection at a time, so the same-thread check is off.
         connection = sqlite3.connect("", isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA cache_size = -8000")  # at most about 8 MiB of pages in memory
         connection.execute("CREATE TABLE seen (key BLOB PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID")
@@ -249,7 +249,7 @@ def _parse_ascii_number(value: Any, field_path: str, expected: str) -> Decimal:
         exponent = int(number.as_tuple().exponent)
         return Decimal((0, (0,), exponent)) if -MAX_SCALE <= exponent <= 0 else Decimal(0)
     # The exponent is checked first, without arithmetic: abs() of 1E+999999999 raises decimal.Overflow.
-    if number.adjusted() > LARGEST_NUMBER.adjusted() or number.copy_abs() > LARGEST_NUMBER:
+    if number.adjusted() > MAX_NUMBER.adjusted() or number.copy_abs() > MAX_NUMBER:
         raise RowRejected(field_path, f"is implausibly large ({quoted(value)})")
     if number.adjusted() < -MAX_SCALE:
         raise RowRejected(
